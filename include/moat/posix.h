@@ -1,0 +1,62 @@
+/*
+ * moat/posix.h - the Linux/POSIX port: non-blocking TCP, clock, randomness.
+ *
+ * Everything the core must not do itself lives here. A moat_tcp is a
+ * non-blocking socket that implements moat_transport (moat/transport.h).
+ * Name resolution uses getaddrinfo(), which may block for a DNS lookup; a
+ * numeric address never does.
+ */
+#ifndef MOAT_POSIX_H
+#define MOAT_POSIX_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "moat/error.h"
+#include "moat/transport.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct moat_tcp {
+    int fd;           /* -1 when closed */
+    bool connecting;  /* non-blocking connect() still in progress */
+} moat_tcp;
+
+/* Make a closed socket object (fd -1). */
+void moat_tcp_init(moat_tcp *s);
+
+/*
+ * Start a non-blocking connection to host:port (name or numeric address).
+ * Returns MOAT_OK when already connected, MOAT_ERR_WOULD_BLOCK while the
+ * connection is in progress (wait for writability, then call
+ * moat_tcp_connect_poll), MOAT_ERR_RESOLVE or MOAT_ERR_CONNECT on failure.
+ */
+moat_err moat_tcp_connect_start(moat_tcp *s, const char *host, uint16_t port);
+
+/* Progress of a pending connect: MOAT_OK, MOAT_ERR_WOULD_BLOCK, or
+ * MOAT_ERR_CONNECT (refused/unreachable; the socket is closed). */
+moat_err moat_tcp_connect_poll(moat_tcp *s);
+
+/* Close the socket if open. Safe to call twice. */
+void moat_tcp_close(moat_tcp *s);
+
+/* Fill t with the send/recv functions of s (see moat/transport.h). */
+void moat_tcp_transport(moat_tcp *s, moat_transport *t);
+
+/* Wait until fd is readable (or writable when want_write) or timeout_ms
+ * passes. Returns MOAT_OK when ready, MOAT_ERR_WOULD_BLOCK on timeout. */
+moat_err moat_wait_fd(int fd, bool want_write, uint32_t timeout_ms);
+
+/* Monotonic milliseconds (CLOCK_MONOTONIC), wrapping at 2^32. */
+uint32_t moat_clock_ms(void);
+
+/* 32 uniformly random bits from the kernel (getrandom); the signature fits
+ * moat_mqtt_config.random. */
+uint32_t moat_random32(void *unused);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
