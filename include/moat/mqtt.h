@@ -324,7 +324,7 @@ typedef struct moat_mqtt_client {
     uint32_t store_size, store_len;
     uint32_t rx_remaining;   /* remaining length of the packet being read */
     uint32_t rx_body;        /* body bytes of it seen so far */
-    uint32_t rx_payload_at;  /* streamed PUBLISH: body offset of the payload */
+    uint32_t tx_reserve;     /* tx bytes kept free for replies during input */
     uint32_t last_tx_ms;     /* keep-alive: last time a packet went out */
     uint32_t deadline_ms;    /* CONNACK or PINGRESP deadline; retry time */
     uint32_t connected_ms;   /* when CONNACK arrived, for stable backoff reset */
@@ -370,6 +370,15 @@ void moat_mqtt_link_down(moat_mqtt_client *c, moat_err err, uint32_t now_ms);
  * protocol violation): the client has already called link_down itself, and
  * the caller must close the transport. *consumed (may be NULL) says how much
  * of data was used; on MOAT_OK it is all of it.
+ *
+ * Replies (PUBACK, PUBREC, PUBREL, PUBCOMP) go into tx. A caller that feeds
+ * at most (free tx space - 4) bytes per call never runs out of room, because
+ * no reply is longer than the bytes that caused it, plus one packet begun
+ * earlier; moat_mqtt_pump() does this. Otherwise, when a reply does not fit,
+ * input stops after that packet and returns MOAT_ERR_WOULD_BLOCK with
+ * *consumed short: drain the output, then call again with the rest (or with
+ * len 0) - nothing is lost. Event callbacks may publish, subscribe,
+ * unsubscribe and disconnect, but not call input, tick or link functions.
  */
 moat_err moat_mqtt_input(moat_mqtt_client *c, const uint8_t *data, size_t len,
                          size_t *consumed, uint32_t now_ms);

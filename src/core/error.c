@@ -1,0 +1,42 @@
+/*
+ * error.c - moat_strerror(): every moat_err in words.
+ */
+#include "moat/error.h"
+
+const char *moat_strerror(int err)
+{
+    switch (err) {
+    case MOAT_OK: return "success";
+    case MOAT_ERR_WOULD_BLOCK: return "would block: try again later";
+    case MOAT_ERR_ARG: return "invalid argument";
+    case MOAT_ERR_NO_SPACE: return "buffer too small";
+    case MOAT_ERR_STATE: return "not allowed in the current state";
+    case MOAT_ERR_MALFORMED: return "malformed packet";
+    case MOAT_ERR_REMAINING_LENGTH: return "packet remaining length is invalid or inconsistent";
+    case MOAT_ERR_UTF8: return "string is not valid UTF-8 or contains U+0000";
+    case MOAT_ERR_TOPIC: return "invalid topic name (empty, or contains + or #)";
+    case MOAT_ERR_FILTER: return "invalid topic filter (+ and # must fill a whole level, # must be last)";
+    case MOAT_ERR_PACKET_ID: return "packet identifier is zero";
+    case MOAT_ERR_FLAGS: return "reserved flag bits are wrong";
+    case MOAT_ERR_PROTOCOL: return "packet not allowed here (protocol violation)";
+    case MOAT_ERR_CONNACK_VERSION: return "broker refused the connection: unacceptable protocol version";
+    case MOAT_ERR_CONNACK_ID: return "broker refused the connection: client identifier rejected";
+    case MOAT_ERR_CONNACK_UNAVAILABLE: return "broker refused the connection: server unavailable";
+    case MOAT_ERR_CONNACK_CREDENTIALS: return "broker refused the connection: bad user name or password";
+    case MOAT_ERR_CONNACK_AUTH: return "broker refused the connection: not authorised";
+    case MOAT_ERR_CONNACK_UNKNOWN: return "broker refused the connection with a reserved return code";
+    case MOAT_ERR_CONNACK_TIMEOUT: return "broker did not answer CONNECT in time";
+    case MOAT_ERR_KEEPALIVE: return "broker did not answer PINGREQ in time: link is dead";
+    case MOAT_ERR_CLOSED: return "connection closed by the peer";
+    case MOAT_ERR_IO: return "transport I/O error";
+    case MOAT_ERR_TOO_LARGE: return "message larger than the receive buffer";
+    case MOAT_ERR_SUBACK_FAILURE: return "broker refused a subscription";
+    case MOAT_ERR_QOS: return "QoS must be 0, 1 or 2";
+    case MOAT_ERR_WINDOW_FULL: return "in-flight window or store is full";
+    case MOAT_ERR_RESOLVE: return "host name lookup failed";
+    case MOAT_ERR_CONNECT: return "TCP connection refused or unreachable";
+    case MOAT_ERR_TIMEOUT: return "operation timed out";
+    case MOAT_ERR_DROPPED: return "message discarded: the session was not kept";
+    default: return "unknown error";
+    }
+}

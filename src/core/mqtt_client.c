@@ -1,0 +1,892 @@
+/*
+ * mqtt_client.c - the sans-I/O MQTT 3.1.1 client: connection state, the
+ * in-flight window, QoS 1/2 flows in both directions, keep-alive, streaming
+ * of large messages, and the reconnect policy.
+ *
+ * Invariants kept by every function here:
+ *  - win[0..win_used) are the in-flight slots, oldest first.
+ *  - Slots of kind PUB1/PUB2 own store[off..off+len); those byte ranges are in
+ *    slot order and packed from store[0], so store_len is their sum.
+ *  - F_TX is set on a slot whose packet is in tx or was sent on this link;
+ *    F_SENT on one that was ever sent, which makes a resend carry DUP.
+ *  - tx[0..tx_len) are whole packets; the caller removes sent bytes from the
+ *    front with moat_mqtt_output_done().
+ */
+#include "mqtt_internal.h"
+
+enum slot_kind {
+    K_PUB1 = 1, /* our QoS 1 PUBLISH, awaiting PUBACK */
+    K_PUB2,     /* our QoS 2 PUBLISH, awaiting PUBREC */
+    K_REL,      /* our PUBREL, awaiting PUBCOMP */
+    K_IN2,      /* their QoS 2 PUBLISH, PUBREC sent, awaiting PUBREL */
+    K_SUB,      /* our SUBSCRIBE (len = filter count), awaiting SUBACK */
+    K_UNSUB     /* our UNSUBSCRIBE, awaiting UNSUBACK */
+};
+
+#define F_TX 0x01u
+#define F_SENT 0x02u
+#define F_PARTIAL 0x04u /* K_IN2 whose streamed payload is still arriving */
+
+/* c->flags */
+#define CF_PING 0x01u  /* PINGREQ queued, PINGRESP awaited by deadline_ms */
+#define CF_LARGE 0x02u /* the packet in rx is the head of a streamed PUBLISH */
+
+enum rx_state {
+    RX_HDR = 0, /* next byte is a fixed header's first byte */
+    RX_LEN,     /* reading the remaining length */
+    RX_BODY,    /* buffering a whole packet in rx */
+    RX_HEAD,    /* buffering the variable header of a PUBLISH larger than rx */
+    RX_STREAM,  /* passing its payload to the application in pieces */
+    RX_SKIP,    /* skipping its payload (refused, or a QoS 2 duplicate) */
+    RX_READY    /* a packet is complete and waits for room to reply */
+};
+
+#define ACK_SIZE 4u
+
+static void emit(moat_mqtt_client *c, moat_mqtt_event *ev)
+{
+    if (c->cfg->on_event)
+        c->cfg->on_event(c->cfg->user, ev);
+}
+
+static void emit_simple(moat_mqtt_client *c, moat_mqtt_event_type type, moat_err err,
+                        uint16_t packet_id)
+{
+    moat_mqtt_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = type;
+    ev.err = err;
+    ev.packet_id = packet_id;
+    emit(c, &ev);
+}
+
+static uint32_t tx_free(const moat_mqtt_client *c)
+{
+    uint32_t free = c->tx_size - c->tx_len;
+    return free > c->tx_reserve ? free - c->tx_reserve : 0;
+}
+
+/* ---- in-flight slots ---------------------------------------------------- */
+
+static moat_mqtt_inflight *slot_find(moat_mqtt_client *c, uint8_t kind, uint16_t id)
+{
+    for (uint16_t i = 0; i < c->win_used; i++)
+        if (c->win[i].packet_id == id && c->win[i].kind == kind)
+            return &c->win[i];
+    return NULL;
+}
+
+static bool holds_store(const moat_mqtt_inflight *s)
+{
+    return s->kind == K_PUB1 || s->kind == K_PUB2;
+}
+
+/* Give back a slot's store bytes, keeping the store packed. */
+static void store_release(moat_mqtt_client *c, moat_mqtt_inflight *s)
+{
+    uint32_t end = s->off + s->len;
+    if (!holds_store(s) || s->len == 0)
+        return;
+    memmove(c->store + s->off, c->store + end, c->store_len - end);
+    c->store_len -= s->len;
+    for (uint16_t i = 0; i < c->win_used; i++)
+        if (holds_store(&c->win[i]) && c->win[i].off >= end)
+            c->win[i].off -= s->len;
+    s->len = 0;
+}
+
+static void slot_remove(moat_mqtt_client *c, moat_mqtt_inflight *s)
+{
+    size_t i = (size_t)(s - c->win);
+    store_release(c, s);
+    memmove(&c->win[i], &c->win[i + 1], (c->win_used - i - 1) * sizeof(*s));
+    c->win_used--;
+}
+
+static moat_mqtt_inflight *slot_add(moat_mqtt_client *c, uint8_t kind, uint16_t id, uint32_t len)
+{
+    moat_mqtt_inflight *s;
+    if (c->win_used >= c->win_count)
+        return NULL;
+    s = &c->win[c->win_used++];
+    s->kind = kind;
+    s->packet_id = id;
+    s->off = c->store_len;
+    s->len = len;
+    s->flags = 0;
+    return s;
+}
+
+/* Packet identifiers for our packets: 1..65535, skipping those in flight. */
+static uint16_t next_packet_id(moat_mqtt_client *c)
+{
+    for (;;) {
+        uint16_t id = c->next_id++;
+        if (c->next_id == 0)
+            c->next_id = 1;
+        bool used = false;
+        for (uint16_t i = 0; i < c->win_used; i++)
+            used |= c->win[i].kind != K_IN2 && c->win[i].packet_id == id;
+        if (!used)
+            return id;
+    }
+}
+
+/* ---- output ------------------------------------------------------------- */
+
+static bool queue_ack(moat_mqtt_client *c, uint8_t type, uint16_t id)
+{
+    size_t n;
+    if (c->tx_size - c->tx_len < ACK_SIZE)
+        return false;
+    moat_mqtt_encode_ack(c->tx + c->tx_len, ACK_SIZE, &n, type, id);
+    c->tx_len += ACK_SIZE;
+    return true;
+}
+
+/* Copy slots not yet sent on this link into tx, oldest first, while they fit. */
+static void flush_queue(moat_mqtt_client *c)
+{
+    if (c->state != MOAT_MQTT_CONNECTED)
+        return;
+    for (uint16_t i = 0; i < c->win_used; i++) {
+        moat_mqtt_inflight *s = &c->win[i];
+        if (s->flags & F_TX)
+            continue;
+        if (holds_store(s)) {
+            if (s->len > tx_free(c))
+                return;
+            memcpy(c->tx + c->tx_len, c->store + s->off, s->len);
+            if (s->flags & F_SENT)
+                c->tx[c->tx_len] |= 0x08u; /* DUP: MQTT-3.3.1-1 */
+            c->tx_len += s->len;
+        } else if (s->kind == K_REL) {
+            if (tx_free(c) < ACK_SIZE)
+                return;
+            queue_ack(c, MOAT_MQTT_PUBREL, s->packet_id);
+        }
+        s->flags |= F_TX | F_SENT;
+    }
+}
+
+const uint8_t *moat_mqtt_output(const moat_mqtt_client *c, size_t *len)
+{
+    *len = c->tx_len;
+    return c->tx;
+}
+
+void moat_mqtt_output_done(moat_mqtt_client *c, size_t n, uint32_t now_ms)
+{
+    if (n > c->tx_len)
+        n = c->tx_len;
+    if (n == 0)
+        return;
+    memmove(c->tx, c->tx + n, c->tx_len - n);
+    c->tx_len -= (uint32_t)n;
+    c->last_tx_ms = now_ms;
+    flush_queue(c);
+}
+
+/* ---- life cycle --------------------------------------------------------- */
+
+moat_err moat_mqtt_init(moat_mqtt_client *c, const moat_mqtt_config *cfg,
+                        const moat_mqtt_buffers *b)
+{
+    if (!c || !cfg || !b || !b->tx || !b->rx || !cfg->random || !cfg->client_id)
+        return MOAT_ERR_ARG;
+    if (b->tx_size < 16 || b->rx_size < 8 || b->tx_size > 0x7FFFFFFFu ||
+        b->rx_size > 0x7FFFFFFFu || b->store_size > 0x7FFFFFFFu ||
+        b->inflight_count > 0xFFFEu || (b->inflight_count && !b->inflight) ||
+        (b->store_size && !b->store))
+        return MOAT_ERR_ARG;
+    if (cfg->will_qos > 2 || cfg->large > MOAT_MQTT_LARGE_STREAM)
+        return MOAT_ERR_ARG;
+    memset(c, 0, sizeof(*c));
+    c->cfg = cfg;
+    c->tx = b->tx;
+    c->tx_size = (uint32_t)b->tx_size;
+    c->rx = b->rx;
+    c->rx_size = (uint32_t)b->rx_size;
+    c->store = b->store;
+    c->store_size = (uint32_t)b->store_size;
+    c->win = b->inflight;
+    c->win_count = (uint16_t)b->inflight_count;
+    c->next_id = 1;
+    c->state = MOAT_MQTT_IDLE;
+    return MOAT_OK;
+}
+
+moat_err moat_mqtt_start(moat_mqtt_client *c, uint32_t now_ms)
+{
+    if (c->state != MOAT_MQTT_IDLE)
+        return MOAT_ERR_STATE;
+    c->state = MOAT_MQTT_BACKOFF;
+    c->deadline_ms = now_ms;
+    c->attempt = 0;
+    return MOAT_OK;
+}
+
+bool moat_mqtt_connect_due(const moat_mqtt_client *c, uint32_t now_ms)
+{
+    return c->state == MOAT_MQTT_BACKOFF && moat_time_reached(now_ms, c->deadline_ms);
+}
+
+static moat_mqtt_str cstr(const char *s)
+{
+    moat_mqtt_str r;
+    size_t n = s ? strlen(s) : 0;
+    r.data = (const uint8_t *)s;
+    r.len = (uint16_t)(n > 65535 ? 65535 : n);
+    return r;
+}
+
+moat_err moat_mqtt_link_up(moat_mqtt_client *c, uint32_t now_ms)
+{
+    const moat_mqtt_config *cfg = c->cfg;
+    moat_mqtt_connect_pkt p;
+    size_t n;
+    moat_err e;
+
+    if (c->state != MOAT_MQTT_BACKOFF)
+        return MOAT_ERR_STATE;
+    memset(&p, 0, sizeof(p));
+    p.version = MOAT_MQTT_V311;
+    p.clean_session = cfg->clean_session;
+    p.keepalive_s = cfg->keepalive_s;
+    p.client_id = cstr(cfg->client_id);
+    p.has_will = cfg->will_topic != NULL;
+    if (p.has_will) {
+        p.will_topic = cstr(cfg->will_topic);
+        p.will_payload.data = cfg->will_payload;
+        p.will_payload.len = cfg->will_len;
+        p.will_qos = cfg->will_qos;
+        p.will_retain = cfg->will_retain;
+    }
+    p.has_username = cfg->username != NULL;
+    p.username = cstr(cfg->username);
+    p.has_password = cfg->password != NULL;
+    p.password.data = cfg->password;
+    p.password.len = cfg->password_len;
+
+    c->tx_len = 0;
+    c->tx_reserve = 0;
+    c->rx_state = RX_HDR;
+    c->flags = 0;
+    e = moat_mqtt_encode_connect(c->tx, c->tx_size, &n, &p);
+    if (e != MOAT_OK)
+        return e;
+    c->tx_len = (uint32_t)n;
+    c->state = MOAT_MQTT_WAIT_CONNACK;
+    c->deadline_ms = now_ms + (cfg->connack_timeout_ms ? cfg->connack_timeout_ms : 10000u);
+    c->last_tx_ms = now_ms;
+    return MOAT_OK;
+}
+
+/* Full jitter: uniform in [0, min(cap, base * 2^attempt)]. */
+static uint32_t backoff_delay(moat_mqtt_client *c)
+{
+    const moat_mqtt_config *cfg = c->cfg;
+    uint32_t cap = cfg->backoff_cap_ms ? cfg->backoff_cap_ms : 60000u;
+    uint32_t ceil = cfg->backoff_base_ms ? cfg->backoff_base_ms : 1000u;
+    for (uint8_t k = 0; k < c->attempt && ceil < cap; k++)
+        ceil = ceil > cap / 2 ? cap : ceil * 2;
+    if (ceil > cap)
+        ceil = cap;
+    if (c->attempt < 31)
+        c->attempt++;
+    if (ceil == UINT32_MAX)
+        return cfg->random(cfg->user);
+    return cfg->random(cfg->user) % (ceil + 1u);
+}
+
+void moat_mqtt_link_down(moat_mqtt_client *c, moat_err err, uint32_t now_ms)
+{
+    uint8_t was = c->state;
+    uint32_t stable = c->cfg->backoff_stable_ms ? c->cfg->backoff_stable_ms : 30000u;
+    uint16_t i = 0;
+
+    if (was == MOAT_MQTT_IDLE)
+        return;
+    c->tx_len = 0;
+    c->tx_reserve = 0;
+    c->rx_state = RX_HDR;
+    c->flags = 0;
+    while (i < c->win_used) {
+        moat_mqtt_inflight *s = &c->win[i];
+        if (s->kind == K_SUB || s->kind == K_UNSUB) {
+            uint8_t type = s->kind == K_SUB ? MOAT_MQTT_EV_SUBACK : MOAT_MQTT_EV_UNSUBACK;
+            uint16_t id = s->packet_id;
+            slot_remove(c, s);
+            emit_simple(c, (moat_mqtt_event_type)type, MOAT_ERR_CLOSED, id);
+            continue;
+        }
+        if (s->kind == K_IN2 && (s->flags & F_PARTIAL)) {
+            slot_remove(c, s);
+            continue;
+        }
+        s->flags &= (uint8_t)~F_TX;
+        i++;
+    }
+    if (was == MOAT_MQTT_CLOSING || err == MOAT_OK) {
+        c->state = MOAT_MQTT_IDLE;
+    } else {
+        if (was == MOAT_MQTT_CONNECTED && moat_elapsed(c->connected_ms, now_ms) >= stable)
+            c->attempt = 0;
+        c->state = MOAT_MQTT_BACKOFF;
+        c->deadline_ms = now_ms + backoff_delay(c);
+    }
+    emit_simple(c, MOAT_MQTT_EV_DISCONNECTED, err == MOAT_OK ? MOAT_ERR_CLOSED : err, 0);
+}
+
+static moat_err fail(moat_mqtt_client *c, moat_err err, uint32_t now_ms)
+{
+    moat_mqtt_link_down(c, err, now_ms);
+    return err;
+}
+
+moat_err moat_mqtt_disconnect(moat_mqtt_client *c, uint32_t now_ms)
+{
+    size_t n;
+    (void)now_ms;
+    if (c->state == MOAT_MQTT_IDLE || c->state == MOAT_MQTT_CLOSING)
+        return MOAT_OK;
+    if (c->state == MOAT_MQTT_BACKOFF) {
+        c->state = MOAT_MQTT_IDLE;
+        return MOAT_OK;
+    }
+    if (moat_mqtt_encode_empty(c->tx + c->tx_len, c->tx_size - c->tx_len, &n,
+                               MOAT_MQTT_DISCONNECT) != MOAT_OK)
+        return MOAT_ERR_WOULD_BLOCK;
+    c->tx_len += (uint32_t)n;
+    c->state = MOAT_MQTT_CLOSING;
+    return MOAT_OK;
+}
+
+moat_mqtt_state moat_mqtt_get_state(const moat_mqtt_client *c)
+{
+    return (moat_mqtt_state)c->state;
+}
+
+size_t moat_mqtt_inflight_used(const moat_mqtt_client *c)
+{
+    return c->win_used;
+}
+
+/* ---- application requests ----------------------------------------------- */
+
+static bool linked(const moat_mqtt_client *c)
+{
+    return c->state == MOAT_MQTT_CONNECTED;
+}
+
+moat_err moat_mqtt_publish(moat_mqtt_client *c, const moat_mqtt_message *m,
+                           uint16_t *packet_id, uint32_t now_ms)
+{
+    moat_mqtt_publish_pkt p;
+    moat_mqtt_inflight *s;
+    size_t n;
+    moat_err e;
+    (void)now_ms;
+
+    if (m->qos > 2)
+        return MOAT_ERR_QOS;
+    memset(&p, 0, sizeof(p));
+    p.topic = cstr(m->topic);
+    p.qos = m->qos;
+    p.retain = m->retain;
+    p.payload = m->payload;
+    p.payload_len = m->len;
+    if (m->qos == 0) {
+        if (!linked(c))
+            return MOAT_ERR_STATE;
+        e = moat_mqtt_encode_publish(c->tx + c->tx_len, tx_free(c), &n, &p);
+        if (e == MOAT_ERR_NO_SPACE) {
+            uint32_t rl = (uint32_t)(2u + p.topic.len + m->len);
+            return moat_mqtt_header_size(rl) + rl <= c->tx_size ? MOAT_ERR_WOULD_BLOCK
+                                                                : MOAT_ERR_NO_SPACE;
+        }
+        if (e != MOAT_OK)
+            return e;
+        c->tx_len += (uint32_t)n;
+        if (packet_id)
+            *packet_id = 0;
+        return MOAT_OK;
+    }
+    if (c->state == MOAT_MQTT_IDLE || c->state == MOAT_MQTT_CLOSING)
+        return MOAT_ERR_STATE;
+    if (c->win_used >= c->win_count)
+        return MOAT_ERR_WINDOW_FULL;
+    p.packet_id = next_packet_id(c);
+    e = moat_mqtt_encode_publish(c->store + c->store_len, c->store_size - c->store_len, &n, &p);
+    if (e == MOAT_ERR_NO_SPACE)
+        return MOAT_ERR_WINDOW_FULL;
+    if (e != MOAT_OK)
+        return e;
+    if (n > c->tx_size)
+        return MOAT_ERR_NO_SPACE; /* could never be sent */
+    s = slot_add(c, m->qos == 1 ? K_PUB1 : K_PUB2, p.packet_id, (uint32_t)n);
+    c->store_len += (uint32_t)n;
+    (void)s;
+    if (packet_id)
+        *packet_id = p.packet_id;
+    flush_queue(c);
+    return MOAT_OK;
+}
+
+static moat_err sublist_request(moat_mqtt_client *c, uint8_t kind, const moat_mqtt_sub *subs,
+                                size_t count, uint16_t *packet_id)
+{
+    uint16_t id;
+    size_t n;
+    moat_err e;
+    if (!linked(c))
+        return MOAT_ERR_STATE;
+    if (c->win_used >= c->win_count)
+        return MOAT_ERR_WINDOW_FULL;
+    id = next_packet_id(c);
+    if (kind == K_SUB)
+        e = moat_mqtt_encode_subscribe(c->tx + c->tx_len, tx_free(c), &n, id, subs, count);
+    else
+        e = moat_mqtt_encode_unsubscribe(c->tx + c->tx_len, tx_free(c), &n, id, subs, count);
+    if (e == MOAT_ERR_NO_SPACE && tx_free(c) < c->tx_size)
+        return MOAT_ERR_WOULD_BLOCK; /* may fit once tx drains */
+    if (e != MOAT_OK)
+        return e;
+    c->tx_len += (uint32_t)n;
+    slot_add(c, kind, id, (uint32_t)count)->flags = F_TX | F_SENT;
+    if (packet_id)
+        *packet_id = id;
+    return MOAT_OK;
+}
+
+moat_err moat_mqtt_subscribe(moat_mqtt_client *c, const moat_mqtt_sub *subs, size_t count,
+                             uint16_t *packet_id, uint32_t now_ms)
+{
+    (void)now_ms;
+    return sublist_request(c, K_SUB, subs, count, packet_id);
+}
+
+moat_err moat_mqtt_unsubscribe(moat_mqtt_client *c, const moat_mqtt_sub *subs, size_t count,
+                               uint16_t *packet_id, uint32_t now_ms)
+{
+    (void)now_ms;
+    return sublist_request(c, K_UNSUB, subs, count, packet_id);
+}
+
+/* ---- timers ------------------------------------------------------------- */
+
+static uint32_t ping_timeout(const moat_mqtt_client *c)
+{
+    uint32_t t = c->cfg->ping_timeout_ms;
+    if (t == 0) {
+        t = (uint32_t)c->cfg->keepalive_s * 500u;
+        if (t < 1000u)
+            t = 1000u;
+    }
+    return t;
+}
+
+moat_err moat_mqtt_tick(moat_mqtt_client *c, uint32_t now_ms)
+{
+    uint32_t ka = (uint32_t)c->cfg->keepalive_s * 1000u;
+    size_t n;
+
+    if (c->state == MOAT_MQTT_WAIT_CONNACK && moat_time_reached(now_ms, c->deadline_ms))
+        return fail(c, MOAT_ERR_CONNACK_TIMEOUT, now_ms);
+    if (c->state != MOAT_MQTT_CONNECTED || ka == 0)
+        return MOAT_OK;
+    if (c->flags & CF_PING) {
+        if (moat_time_reached(now_ms, c->deadline_ms))
+            return fail(c, MOAT_ERR_KEEPALIVE, now_ms);
+        return MOAT_OK;
+    }
+    if (moat_elapsed(c->last_tx_ms, now_ms) < ka)
+        return MOAT_OK;
+    if (moat_mqtt_encode_empty(c->tx + c->tx_len, c->tx_size - c->tx_len, &n,
+                               MOAT_MQTT_PINGREQ) == MOAT_OK) {
+        c->tx_len += (uint32_t)n;
+        c->flags |= CF_PING;
+        c->deadline_ms = now_ms + ping_timeout(c);
+    } else if (moat_elapsed(c->last_tx_ms, now_ms) >= ka + ping_timeout(c)) {
+        return fail(c, MOAT_ERR_KEEPALIVE, now_ms); /* nothing leaves: stuck */
+    }
+    return MOAT_OK;
+}
+
+static uint32_t until(uint32_t now_ms, uint32_t deadline_ms)
+{
+    return moat_time_reached(now_ms, deadline_ms) ? 0 : deadline_ms - now_ms;
+}
+
+uint32_t moat_mqtt_next_timeout(const moat_mqtt_client *c, uint32_t now_ms)
+{
+    uint32_t ka = (uint32_t)c->cfg->keepalive_s * 1000u;
+    switch (c->state) {
+    case MOAT_MQTT_BACKOFF:
+    case MOAT_MQTT_WAIT_CONNACK:
+        return until(now_ms, c->deadline_ms);
+    case MOAT_MQTT_CONNECTED:
+        if (ka == 0)
+            return UINT32_MAX;
+        if (c->flags & CF_PING)
+            return until(now_ms, c->deadline_ms);
+        return until(now_ms, c->last_tx_ms + ka);
+    default:
+        return UINT32_MAX;
+    }
+}
+
+/* ---- input: packet handlers --------------------------------------------- */
+
+static moat_err on_connack(moat_mqtt_client *c, const moat_mqtt_packet *p, uint32_t now_ms)
+{
+    static const moat_err refused[] = {
+        MOAT_ERR_CONNACK_VERSION, MOAT_ERR_CONNACK_ID, MOAT_ERR_CONNACK_UNAVAILABLE,
+        MOAT_ERR_CONNACK_CREDENTIALS, MOAT_ERR_CONNACK_AUTH};
+    bool sp = p->u.connack.session_present;
+    uint8_t rc = p->u.connack.return_code;
+    uint16_t i = 0;
+    moat_mqtt_event ev;
+
+    if (c->state != MOAT_MQTT_WAIT_CONNACK)
+        return MOAT_ERR_PROTOCOL; /* MQTT-3.2.0-1: CONNACK once, first */
+    if (rc != 0)
+        return rc <= 5 ? refused[rc - 1] : MOAT_ERR_CONNACK_UNKNOWN;
+    if (sp && c->cfg->clean_session)
+        return MOAT_ERR_PROTOCOL; /* MQTT-3.2.2-1 */
+    c->state = MOAT_MQTT_CONNECTED;
+    c->connected_ms = now_ms;
+    while (i < c->win_used) {
+        moat_mqtt_inflight *s = &c->win[i];
+        bool sent_out = s->kind != K_IN2 && (s->flags & F_SENT);
+        if (s->kind == K_IN2 && !sp) {
+            slot_remove(c, s); /* the broker forgot it; so do we */
+        } else if (sent_out && c->cfg->clean_session) {
+            uint16_t id = s->packet_id;
+            slot_remove(c, s);
+            emit_simple(c, MOAT_MQTT_EV_DROPPED, MOAT_ERR_DROPPED, id);
+        } else {
+            i++;
+        }
+    }
+    memset(&ev, 0, sizeof(ev));
+    ev.type = MOAT_MQTT_EV_CONNECTED;
+    ev.session_present = sp;
+    emit(c, &ev);
+    flush_queue(c);
+    return MOAT_OK;
+}
+
+static void deliver(moat_mqtt_client *c, const moat_mqtt_publish_pkt *p, const uint8_t *piece,
+                    size_t len, size_t offset, size_t total, moat_mqtt_event_type type,
+                    moat_err err)
+{
+    moat_mqtt_event ev;
+    memset(&ev, 0, sizeof(ev));
+    ev.type = type;
+    ev.err = err;
+    ev.packet_id = p->packet_id;
+    ev.topic = p->topic;
+    ev.payload = piece;
+    ev.len = len;
+    ev.offset = offset;
+    ev.total = total;
+    ev.qos = p->qos;
+    ev.retain = p->retain;
+    ev.dup = p->dup;
+    emit(c, &ev);
+}
+
+/* Acknowledge an incoming PUBLISH whose payload has been fully delivered. */
+static void ack_publish(moat_mqtt_client *c, const moat_mqtt_publish_pkt *p)
+{
+    moat_mqtt_inflight *s;
+    if (p->qos == 1)
+        queue_ack(c, MOAT_MQTT_PUBACK, p->packet_id);
+    if (p->qos == 2) {
+        if ((s = slot_find(c, K_IN2, p->packet_id)) != NULL)
+            s->flags &= (uint8_t)~F_PARTIAL;
+        queue_ack(c, MOAT_MQTT_PUBREC, p->packet_id);
+    }
+}
+
+/* Before any delivery: a QoS 2 PUBLISH we already hold is a duplicate and is
+ * not delivered again; a new one takes a window slot until PUBREL, or is
+ * refused when none is free. A slot taken for a streamed payload stays
+ * F_PARTIAL until the last piece, and is forgotten if the link drops first,
+ * so that the broker's resend is delivered whole. */
+static moat_err publish_admit(moat_mqtt_client *c, const moat_mqtt_publish_pkt *p, bool partial,
+                              bool *dup)
+{
+    moat_mqtt_inflight *s;
+    *dup = false;
+    if (p->qos != 2)
+        return MOAT_OK;
+    if (slot_find(c, K_IN2, p->packet_id)) {
+        *dup = true;
+        return MOAT_OK;
+    }
+    if ((s = slot_add(c, K_IN2, p->packet_id, 0)) == NULL)
+        return MOAT_ERR_WINDOW_FULL;
+    s->flags = partial ? F_PARTIAL : 0;
+    return MOAT_OK;
+}
+
+static moat_err on_publish(moat_mqtt_client *c, const moat_mqtt_packet *p)
+{
+    const moat_mqtt_publish_pkt *pk = &p->u.publish;
+    bool dup;
+    moat_err e = publish_admit(c, pk, false, &dup);
+    if (e != MOAT_OK)
+        return e;
+    if (!dup)
+        deliver(c, pk, pk->payload, pk->payload_len, 0, pk->payload_len,
+                MOAT_MQTT_EV_MESSAGE, MOAT_OK);
+    ack_publish(c, pk);
+    return MOAT_OK;
+}
+
+static moat_err on_suback(moat_mqtt_client *c, const moat_mqtt_packet *p, bool sub)
+{
+    uint16_t id = sub ? p->u.suback.packet_id : p->u.packet_id;
+    moat_mqtt_inflight *s = slot_find(c, sub ? K_SUB : K_UNSUB, id);
+    moat_mqtt_event ev;
+    if (!s)
+        return MOAT_OK; /* unsolicited: nothing to complete */
+    if (sub && p->u.suback.count != s->len)
+        return MOAT_ERR_PROTOCOL; /* MQTT-3.8.4-5: one code per filter */
+    slot_remove(c, s);
+    memset(&ev, 0, sizeof(ev));
+    ev.type = sub ? MOAT_MQTT_EV_SUBACK : MOAT_MQTT_EV_UNSUBACK;
+    ev.packet_id = id;
+    if (sub) {
+        ev.codes = p->u.suback.codes;
+        ev.count = p->u.suback.count;
+        for (size_t i = 0; i < ev.count; i++)
+            if (ev.codes[i] == MOAT_MQTT_SUBACK_FAILURE)
+                ev.err = MOAT_ERR_SUBACK_FAILURE;
+    }
+    emit(c, &ev);
+    return MOAT_OK;
+}
+
+/* PUBACK, PUBREC, PUBREL, PUBCOMP. Unknown identifiers are answered as the
+ * specification asks (PUBREC -> PUBREL, PUBREL -> PUBCOMP) or ignored. */
+static void on_ack(moat_mqtt_client *c, uint8_t type, uint16_t id)
+{
+    moat_mqtt_inflight *s;
+    switch (type) {
+    case MOAT_MQTT_PUBACK:
+    case MOAT_MQTT_PUBCOMP:
+        s = slot_find(c, type == MOAT_MQTT_PUBACK ? K_PUB1 : K_REL, id);
+        if (s) {
+            slot_remove(c, s);
+            emit_simple(c, MOAT_MQTT_EV_PUBLISHED, MOAT_OK, id);
+        }
+        break;
+    case MOAT_MQTT_PUBREC:
+        s = slot_find(c, K_PUB2, id);
+        if (s) {
+            store_release(c, s);
+            s->kind = K_REL; /* from now on only PUBREL is ever resent */
+            s->flags |= F_TX | F_SENT;
+        }
+        queue_ack(c, MOAT_MQTT_PUBREL, id);
+        break;
+    default: /* PUBREL */
+        s = slot_find(c, K_IN2, id);
+        if (s)
+            slot_remove(c, s);
+        queue_ack(c, MOAT_MQTT_PUBCOMP, id);
+        break;
+    }
+}
+
+static bool needs_reply(uint8_t type, uint8_t flags)
+{
+    return type == MOAT_MQTT_PUBREC || type == MOAT_MQTT_PUBREL ||
+           (type == MOAT_MQTT_PUBLISH && (flags & 0x06u));
+}
+
+/* The packet in rx is complete: decode it and act. */
+static moat_err dispatch(moat_mqtt_client *c, uint32_t now_ms)
+{
+    uint8_t type = (uint8_t)(c->rx_hdr >> 4), flags = (uint8_t)(c->rx_hdr & 0x0Fu);
+    moat_mqtt_packet p;
+    moat_err e;
+
+    if (needs_reply(type, flags) && c->tx_size - c->tx_len < ACK_SIZE)
+        return MOAT_ERR_WOULD_BLOCK;
+    if (c->flags & CF_LARGE) {
+        /* the rest of a streamed PUBLISH: only its acknowledgement is left */
+        moat_mqtt__decode_publish(flags, c->rx, c->rx_len, &p);
+        c->flags &= (uint8_t)~CF_LARGE;
+        ack_publish(c, &p.u.publish);
+        return MOAT_OK;
+    }
+    e = moat_mqtt_decode_from_server(MOAT_MQTT_V311, type, flags, c->rx, c->rx_remaining, &p);
+    if (e != MOAT_OK)
+        return e;
+    if (type != MOAT_MQTT_CONNACK && c->state == MOAT_MQTT_WAIT_CONNACK)
+        return MOAT_ERR_PROTOCOL; /* nothing may come before CONNACK */
+    switch (type) {
+    case MOAT_MQTT_CONNACK:
+        return on_connack(c, &p, now_ms);
+    case MOAT_MQTT_PUBLISH:
+        return on_publish(c, &p);
+    case MOAT_MQTT_SUBACK:
+    case MOAT_MQTT_UNSUBACK:
+        return on_suback(c, &p, type == MOAT_MQTT_SUBACK);
+    case MOAT_MQTT_PINGRESP:
+        c->flags &= (uint8_t)~CF_PING;
+        return MOAT_OK;
+    default:
+        on_ack(c, type, p.u.packet_id);
+        return MOAT_OK;
+    }
+}
+
+/* ---- input: the byte-level parser --------------------------------------- */
+
+/* The fixed header is read: decide how the body will be taken. */
+static moat_err begin_body(moat_mqtt_client *c)
+{
+    c->rx_len = 0;
+    c->rx_body = 0;
+    if (c->rx_remaining <= c->rx_size) {
+        c->rx_state = c->rx_remaining ? RX_BODY : RX_READY;
+        return MOAT_OK;
+    }
+    if ((c->rx_hdr >> 4) != MOAT_MQTT_PUBLISH)
+        return MOAT_ERR_TOO_LARGE;
+    c->rx_state = RX_HEAD;
+    return MOAT_OK;
+}
+
+/* Size of a PUBLISH variable header once its first two bytes are in rx. */
+static uint32_t head_size(const moat_mqtt_client *c)
+{
+    uint32_t n = 2u + (uint32_t)((c->rx[0] << 8) | c->rx[1]);
+    return (c->rx_hdr & 0x06u) ? n + 2u : n;
+}
+
+/* The variable header of a large PUBLISH is in rx: validate, then stream,
+ * refuse or skip its payload. */
+static moat_err begin_large(moat_mqtt_client *c)
+{
+    moat_mqtt_packet p;
+    bool dup;
+    uint32_t total = c->rx_remaining - c->rx_len;
+    moat_err e = moat_mqtt__decode_publish((uint8_t)(c->rx_hdr & 0x0Fu), c->rx, c->rx_len, &p);
+    if (e != MOAT_OK)
+        return e;
+    if (c->state == MOAT_MQTT_WAIT_CONNACK)
+        return MOAT_ERR_PROTOCOL;
+    if ((e = publish_admit(c, &p.u.publish, true, &dup)) != MOAT_OK)
+        return e;
+    c->rx_body = c->rx_len;
+    c->flags |= CF_LARGE;
+    if (!dup && c->cfg->large == MOAT_MQTT_LARGE_STREAM) {
+        c->rx_state = RX_STREAM;
+        return MOAT_OK;
+    }
+    if (!dup)
+        deliver(c, &p.u.publish, NULL, 0, 0, total, MOAT_MQTT_EV_ERROR, MOAT_ERR_TOO_LARGE);
+    c->rx_state = RX_SKIP;
+    return MOAT_OK;
+}
+
+/* Consume bytes for the current state; returns how many, or sets *err. */
+static size_t rx_step(moat_mqtt_client *c, const uint8_t *d, size_t len, moat_err *err)
+{
+    uint32_t want;
+    size_t n;
+    switch (c->rx_state) {
+    case RX_HDR:
+        if ((d[0] >> 4) == 0 || (d[0] >> 4) == 15) {
+            *err = MOAT_ERR_MALFORMED;
+            return 0;
+        }
+        c->rx_hdr = d[0];
+        c->rx_remaining = 0;
+        c->rx_lenbytes = 0;
+        c->rx_state = RX_LEN;
+        return 1;
+    case RX_LEN:
+        c->rx_remaining |= (uint32_t)(d[0] & 0x7Fu) << (7 * c->rx_lenbytes++);
+        if (!(d[0] & 0x80u))
+            *err = begin_body(c);
+        else if (c->rx_lenbytes == 4)
+            *err = MOAT_ERR_REMAINING_LENGTH;
+        return 1;
+    case RX_BODY:
+    case RX_HEAD:
+        want = c->rx_state == RX_BODY ? c->rx_remaining : c->rx_len < 2 ? 2 : head_size(c);
+        if (c->rx_state == RX_HEAD && (want > c->rx_size || want > c->rx_remaining)) {
+            *err = want > c->rx_remaining ? MOAT_ERR_REMAINING_LENGTH : MOAT_ERR_TOO_LARGE;
+            return 0;
+        }
+        n = want - c->rx_len < len ? want - c->rx_len : len;
+        memcpy(c->rx + c->rx_len, d, n);
+        c->rx_len += (uint32_t)n;
+        if (c->rx_len == want && c->rx_state == RX_BODY)
+            c->rx_state = RX_READY;
+        else if (c->rx_len == want && want > 2)
+            *err = begin_large(c);
+        else if (c->rx_len == want && head_size(c) == 2)
+            *err = MOAT_ERR_TOPIC; /* empty topic name */
+        return n;
+    default: /* RX_STREAM, RX_SKIP */
+        n = c->rx_remaining - c->rx_body < len ? c->rx_remaining - c->rx_body : len;
+        if (c->rx_state == RX_STREAM) {
+            moat_mqtt_packet p;
+            moat_mqtt__decode_publish((uint8_t)(c->rx_hdr & 0x0Fu), c->rx, c->rx_len, &p);
+            deliver(c, &p.u.publish, d, n, c->rx_body - c->rx_len, c->rx_remaining - c->rx_len,
+                    MOAT_MQTT_EV_MESSAGE, MOAT_OK);
+        }
+        c->rx_body += (uint32_t)n;
+        if (c->rx_body == c->rx_remaining)
+            c->rx_state = RX_READY;
+        return n;
+    }
+}
+
+moat_err moat_mqtt_input(moat_mqtt_client *c, const uint8_t *data, size_t len,
+                         size_t *consumed, uint32_t now_ms)
+{
+    size_t i = 0;
+    moat_err e = MOAT_OK;
+
+    if (consumed)
+        *consumed = 0;
+    if (c->state != MOAT_MQTT_WAIT_CONNACK && c->state != MOAT_MQTT_CONNECTED &&
+        c->state != MOAT_MQTT_CLOSING)
+        return MOAT_ERR_STATE;
+    for (;;) {
+        if (c->rx_state == RX_READY) {
+            c->tx_reserve = (uint32_t)(len - i) + ACK_SIZE;
+            e = dispatch(c, now_ms);
+            c->tx_reserve = 0;
+            if (e == MOAT_ERR_WOULD_BLOCK)
+                break;
+            if (e != MOAT_OK)
+                return fail(c, e, now_ms);
+            c->rx_state = RX_HDR;
+            if (c->state != MOAT_MQTT_CONNECTED && c->state != MOAT_MQTT_CLOSING)
+                break; /* the application stopped the link from a callback */
+        }
+        if (i == len)
+            break;
+        c->tx_reserve = (uint32_t)(len - i) + ACK_SIZE;
+        i += rx_step(c, data + i, len - i, &e);
+        c->tx_reserve = 0;
+        if (e != MOAT_OK) {
+            if (consumed)
+                *consumed = i;
+            return fail(c, e, now_ms);
+        }
+    }
+    if (consumed)
+        *consumed = i;
+    return e;
+}

@@ -1,0 +1,215 @@
+/*
+ * net.c - non-blocking TCP for the POSIX port.
+ *
+ * A moat_tcp is one non-blocking socket. Connecting is split in two steps
+ * (start, then poll once the socket is writable) so that a caller's single
+ * poll() loop never stalls on a slow peer. send and recv implement the
+ * moat_transport contract of moat/transport.h: bytes moved (> 0), or a
+ * negative moat_err, never 0.
+ */
+#include "moat/posix.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+void moat_tcp_init(moat_tcp *s)
+{
+    s->fd = -1;
+    s->connecting = false;
+}
+
+void moat_tcp_close(moat_tcp *s)
+{
+    if (s->fd >= 0)
+        close(s->fd);
+    moat_tcp_init(s);
+}
+
+/* Non-blocking, close-on-exec, no Nagle: MQTT packets are small and latency
+ * matters more than segment count. */
+static int open_socket(const struct addrinfo *ai)
+{
+    int one = 1;
+    int fd = socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+
+    if (fd < 0)
+        return -1;
+    if (fcntl(fd, F_SETFD, FD_CLOEXEC) < 0 ||
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 ||
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) < 0) {
+        close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+/* Try one address. MOAT_OK: connected; MOAT_ERR_WOULD_BLOCK: in progress;
+ * MOAT_ERR_CONNECT: this address failed (the socket is closed). */
+static moat_err try_address(moat_tcp *s, const struct addrinfo *ai)
+{
+    int fd = open_socket(ai);
+
+    if (fd < 0)
+        return MOAT_ERR_CONNECT;
+    while (connect(fd, ai->ai_addr, ai->ai_addrlen) < 0) {
+        if (errno == EINTR)
+            continue;
+        if (errno == EINPROGRESS) {
+            s->fd = fd;
+            s->connecting = true;
+            return MOAT_ERR_WOULD_BLOCK;
+        }
+        close(fd);
+        return MOAT_ERR_CONNECT;
+    }
+    s->fd = fd;
+    s->connecting = false;
+    return MOAT_OK;
+}
+
+/* How long an address may stay pending before the next is tried (RFC 8305's
+ * fallback delay). */
+#define MOAT_TCP_FALLBACK_MS 250u
+
+/*
+ * Addresses are tried in getaddrinfo() order. moat_tcp keeps no address
+ * list, so when more addresses follow, a pending connect is given up to
+ * MOAT_TCP_FALLBACK_MS here: "localhost" gives ::1 first, and a broker that
+ * listens on 127.0.0.1 only refuses it after the SYN, not at connect().
+ * An address still pending after that delay is kept and not abandoned.
+ */
+moat_err moat_tcp_connect_start(moat_tcp *s, const char *host, uint16_t port)
+{
+    struct addrinfo hints, *list, *ai;
+    char service[8];
+    moat_err err = MOAT_ERR_CONNECT;
+
+    if (s == NULL || host == NULL || port == 0)
+        return MOAT_ERR_ARG;
+    moat_tcp_close(s);
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
+    snprintf(service, sizeof service, "%u", (unsigned)port);
+    if (getaddrinfo(host, service, &hints, &list) != 0)
+        return MOAT_ERR_RESOLVE;
+    for (ai = list; ai != NULL && err == MOAT_ERR_CONNECT; ai = ai->ai_next) {
+        err = try_address(s, ai);
+        if (err == MOAT_ERR_WOULD_BLOCK && ai->ai_next != NULL &&
+            moat_wait_fd(s->fd, true, MOAT_TCP_FALLBACK_MS) == MOAT_OK)
+            err = moat_tcp_connect_poll(s);
+    }
+    freeaddrinfo(list);
+    return err;
+}
+
+moat_err moat_tcp_connect_poll(moat_tcp *s)
+{
+    struct pollfd p;
+    int soerr = 0;
+    socklen_t len = sizeof soerr;
+    int n;
+
+    if (s->fd < 0)
+        return MOAT_ERR_CONNECT;
+    if (!s->connecting)
+        return MOAT_OK;
+    p.fd = s->fd;
+    p.events = POLLOUT;
+    p.revents = 0;
+    n = poll(&p, 1, 0);
+    if (n == 0 || (n < 0 && errno == EINTR))
+        return MOAT_ERR_WOULD_BLOCK;
+    if (n < 0 || getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0 ||
+        soerr != 0) {
+        moat_tcp_close(s);
+        return MOAT_ERR_CONNECT;
+    }
+    s->connecting = false;
+    return MOAT_OK;
+}
+
+/* errno of a failed send/recv as a transport result. */
+static long io_error(void)
+{
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+        return MOAT_ERR_WOULD_BLOCK;
+    return MOAT_ERR_IO;
+}
+
+static long tcp_send(void *ctx, const uint8_t *buf, size_t len)
+{
+    moat_tcp *s = ctx;
+    ssize_t n;
+
+    if (s->fd < 0)
+        return MOAT_ERR_CLOSED;
+    if (s->connecting)
+        return MOAT_ERR_WOULD_BLOCK;
+    if (len == 0)
+        return MOAT_ERR_ARG;
+    if (len > LONG_MAX)
+        len = LONG_MAX;
+    do
+        n = send(s->fd, buf, len, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    return n > 0 ? (long)n : io_error();
+}
+
+static long tcp_recv(void *ctx, uint8_t *buf, size_t len)
+{
+    moat_tcp *s = ctx;
+    ssize_t n;
+
+    if (s->fd < 0)
+        return MOAT_ERR_CLOSED;
+    if (s->connecting)
+        return MOAT_ERR_WOULD_BLOCK;
+    if (len == 0)
+        return MOAT_ERR_ARG;
+    if (len > LONG_MAX)
+        len = LONG_MAX;
+    do
+        n = recv(s->fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return MOAT_ERR_CLOSED;
+    return n > 0 ? (long)n : io_error();
+}
+
+void moat_tcp_transport(moat_tcp *s, moat_transport *t)
+{
+    t->send = tcp_send;
+    t->recv = tcp_recv;
+    t->ctx = s;
+}
+
+/* UINT32_MAX (the engine's "never") waits without a time limit. */
+moat_err moat_wait_fd(int fd, bool want_write, uint32_t timeout_ms)
+{
+    struct pollfd p;
+    int timeout = timeout_ms == UINT32_MAX ? -1
+                : timeout_ms > INT_MAX   ? INT_MAX
+                                         : (int)timeout_ms;
+    int n;
+
+    p.fd = fd;
+    p.events = (short)(POLLIN | (want_write ? POLLOUT : 0));
+    p.revents = 0;
+    n = poll(&p, 1, timeout);
+    if (n > 0)
+        return MOAT_OK;  /* includes POLLERR/POLLHUP: the next I/O says why */
+    if (n == 0 || errno == EINTR)
+        return MOAT_ERR_WOULD_BLOCK;
+    return MOAT_ERR_IO;
+}
