@@ -184,6 +184,30 @@ moat_err moat_mqtt_decode_from_client(uint8_t version, uint8_t type, uint8_t fla
     }
 }
 
+moat_err moat_mqtt_decode_header(const uint8_t *buf, size_t len, uint8_t *type,
+                                 uint8_t *flags, uint32_t *remaining, size_t *header_len)
+{
+    uint32_t value = 0;
+    size_t i;
+    if (len < 1)
+        return MOAT_ERR_WOULD_BLOCK;
+    if ((buf[0] >> 4) == 0 || (buf[0] >> 4) == 15)
+        return MOAT_ERR_MALFORMED;
+    for (i = 1; i <= 4; i++) {
+        if (i >= len)
+            return MOAT_ERR_WOULD_BLOCK;
+        value |= (uint32_t)(buf[i] & 0x7Fu) << (7 * (i - 1));
+        if (!(buf[i] & 0x80u)) {
+            *type = (uint8_t)(buf[0] >> 4);
+            *flags = (uint8_t)(buf[0] & 0x0Fu);
+            *remaining = value;
+            *header_len = i + 1;
+            return MOAT_OK;
+        }
+    }
+    return MOAT_ERR_REMAINING_LENGTH;
+}
+
 moat_err moat_mqtt_decode(uint8_t version, const uint8_t *buf, size_t len,
                           moat_mqtt_packet *out, size_t *consumed)
 {
