@@ -192,14 +192,11 @@ void moat_mqtt_output_done(moat_mqtt_client *c, size_t n, uint32_t now_ms)
 moat_err moat_mqtt_init(moat_mqtt_client *c, const moat_mqtt_config *cfg,
                         const moat_mqtt_buffers *b)
 {
-    if (!c || !cfg || !b || !b->tx || !b->rx || !cfg->random || !cfg->client_id)
-        return MOAT_ERR_ARG;
-    if (b->tx_size < 16 || b->rx_size < 8 || b->tx_size > 0x7FFFFFFFu ||
-        b->rx_size > 0x7FFFFFFFu || b->store_size > 0x7FFFFFFFu ||
-        b->inflight_count > 0xFFFEu || (b->inflight_count && !b->inflight) ||
-        (b->store_size && !b->store))
-        return MOAT_ERR_ARG;
-    if (cfg->will_qos > 2 || cfg->large > MOAT_MQTT_LARGE_STREAM)
+    if (!c || !cfg || !b || !b->tx || !b->rx || !cfg->random || !cfg->client_id ||
+        b->tx_size < 16 || b->rx_size < 8 || b->inflight_count > 0xFFFEu ||
+        ((b->tx_size | b->rx_size | b->store_size) >> 31) ||
+        (b->inflight_count && !b->inflight) || (b->store_size && !b->store) ||
+        cfg->will_qos > 2 || cfg->large > MOAT_MQTT_LARGE_STREAM)
         return MOAT_ERR_ARG;
     memset(c, 0, sizeof(*c));
     c->cfg = cfg;
@@ -374,6 +371,12 @@ size_t moat_mqtt_inflight_used(const moat_mqtt_client *c)
 
 /* ---- application requests ----------------------------------------------- */
 
+/* A packet that did not fit tx may fit once tx drains. */
+static moat_err space_err(const moat_mqtt_client *c, moat_err e)
+{
+    return e == MOAT_ERR_NO_SPACE && c->tx_len > 0 ? MOAT_ERR_WOULD_BLOCK : e;
+}
+
 static bool linked(const moat_mqtt_client *c)
 {
     return c->state == MOAT_MQTT_CONNECTED;
@@ -400,13 +403,8 @@ moat_err moat_mqtt_publish(moat_mqtt_client *c, const moat_mqtt_message *m,
         if (!linked(c))
             return MOAT_ERR_STATE;
         e = moat_mqtt_encode_publish(c->tx + c->tx_len, tx_free(c), &n, &p);
-        if (e == MOAT_ERR_NO_SPACE) {
-            uint32_t rl = (uint32_t)(2u + p.topic.len + m->len);
-            return moat_mqtt_header_size(rl) + rl <= c->tx_size ? MOAT_ERR_WOULD_BLOCK
-                                                                : MOAT_ERR_NO_SPACE;
-        }
         if (e != MOAT_OK)
-            return e;
+            return space_err(c, e);
         c->tx_len += (uint32_t)n;
         if (packet_id)
             *packet_id = 0;
@@ -448,10 +446,8 @@ static moat_err sublist_request(moat_mqtt_client *c, uint8_t kind, const moat_mq
         e = moat_mqtt_encode_subscribe(c->tx + c->tx_len, tx_free(c), &n, id, subs, count);
     else
         e = moat_mqtt_encode_unsubscribe(c->tx + c->tx_len, tx_free(c), &n, id, subs, count);
-    if (e == MOAT_ERR_NO_SPACE && tx_free(c) < c->tx_size)
-        return MOAT_ERR_WOULD_BLOCK; /* may fit once tx drains */
     if (e != MOAT_OK)
-        return e;
+        return space_err(c, e);
     c->tx_len += (uint32_t)n;
     slot_add(c, kind, id, (uint32_t)count)->flags = F_TX | F_SENT;
     if (packet_id)
