@@ -43,7 +43,19 @@ typedef enum moat_err {
     MOAT_ERR_RESOLVE = -27,         /* host name lookup failed */
     MOAT_ERR_CONNECT = -28,         /* TCP connection refused or unreachable */
     MOAT_ERR_TIMEOUT = -29,         /* operation timed out */
-    MOAT_ERR_DROPPED = -30          /* message discarded with a clean session */
+    MOAT_ERR_DROPPED = -30,         /* message discarded with a clean session */
+    MOAT_ERR_TLS = -31,             /* TLS protocol or library failure */
+    MOAT_ERR_TLS_ALERT = -32,       /* the peer ended the TLS session with an alert */
+    MOAT_ERR_CERT_REFUSED = -33,    /* the peer refused our certificate */
+    MOAT_ERR_CERT_UNTRUSTED = -34,  /* peer certificate not signed by the configured CA */
+    MOAT_ERR_CERT_EXPIRED = -35,    /* a certificate is expired or not yet valid */
+    MOAT_ERR_CERT_HOST = -36,       /* peer certificate does not name the host */
+    MOAT_ERR_CERT_INVALID = -37,    /* peer certificate refused for another reason */
+    MOAT_ERR_CERT_NONE = -38,       /* no client certificate or key configured */
+    MOAT_ERR_KEY_MISMATCH = -39,    /* client key does not match the client certificate */
+    MOAT_ERR_CERT_FORMAT = -40,     /* a certificate or key cannot be parsed */
+    MOAT_ERR_FILE = -41,            /* a file cannot be read */
+    MOAT_ERR_CLOCK = -42            /* clock not valid: certificates cannot be checked */
 } moat_err;
 
 /* A short English sentence for an error value; never NULL. */

@@ -285,6 +285,10 @@ typedef struct moat_mqtt_config {
     moat_mqtt_event_fn on_event;
     void *user;                     /* passed to random and on_event */
     uint8_t large;                  /* moat_mqtt_large */
+    uint16_t max_inflight;          /* our QoS 1/2 PUBLISH sent and not yet
+                                       complete, at once; more wait in store.
+                                       0 means 20: Mosquitto drops QoS 2 past its
+                                       max_inflight_messages (20) silently */
 } moat_mqtt_config;
 
 /* One slot of the in-flight window. Opaque to the caller: give an array. */
@@ -360,7 +364,9 @@ moat_err moat_mqtt_link_up(moat_mqtt_client *c, uint32_t now_ms);
  * is scheduled with backoff and full jitter: a random delay in
  * [0, min(cap, base * 2^attempt)]. The attempt count resets when the link
  * had been up for backoff_stable_ms. After a requested DISCONNECT the client
- * goes IDLE instead. Emits MOAT_MQTT_EV_DISCONNECTED once per link.
+ * goes IDLE instead. Emits MOAT_MQTT_EV_DISCONNECTED once per link, with err.
+ * In BACKOFF, only a failed due attempt counts: calling this again for a
+ * link the client already took down itself changes nothing.
  */
 void moat_mqtt_link_down(moat_mqtt_client *c, moat_err err, uint32_t now_ms);
 

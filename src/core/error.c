@@ -37,6 +37,18 @@ const char *moat_strerror(int err)
     case MOAT_ERR_CONNECT: return "TCP connection refused or unreachable";
     case MOAT_ERR_TIMEOUT: return "operation timed out";
     case MOAT_ERR_DROPPED: return "message discarded: the session was not kept";
+    case MOAT_ERR_TLS: return "TLS failure";
+    case MOAT_ERR_TLS_ALERT: return "the peer ended the TLS session with an alert";
+    case MOAT_ERR_CERT_REFUSED: return "the peer refused our certificate";
+    case MOAT_ERR_CERT_UNTRUSTED: return "peer certificate is not signed by the configured CA";
+    case MOAT_ERR_CERT_EXPIRED: return "certificate has expired or is not valid yet";
+    case MOAT_ERR_CERT_HOST: return "peer certificate does not name the host";
+    case MOAT_ERR_CERT_INVALID: return "peer certificate refused";
+    case MOAT_ERR_CERT_NONE: return "no client certificate configured";
+    case MOAT_ERR_KEY_MISMATCH: return "client key does not match client certificate";
+    case MOAT_ERR_CERT_FORMAT: return "certificate or key cannot be parsed";
+    case MOAT_ERR_FILE: return "file cannot be read";
+    case MOAT_ERR_CLOCK: return "clock is not valid: certificates cannot be checked yet";
     default: return "unknown error";
     }
 }

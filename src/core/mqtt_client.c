@@ -137,6 +137,8 @@ static uint16_t next_packet_id(moat_mqtt_client *c)
 static bool queue_ack(moat_mqtt_client *c, uint8_t type, uint16_t id)
 {
     size_t n;
+    if (c->state == MOAT_MQTT_CLOSING)
+        return true; /* a callback sent DISCONNECT: nothing may follow it */
     if (c->tx_size - c->tx_len < ACK_SIZE)
         return false;
     moat_mqtt_encode_ack(c->tx + c->tx_len, ACK_SIZE, &n, type, id);
@@ -147,12 +149,18 @@ static bool queue_ack(moat_mqtt_client *c, uint8_t type, uint16_t id)
 /* Copy slots not yet sent on this link into tx, oldest first, while they fit. */
 static void flush_queue(moat_mqtt_client *c)
 {
+    uint16_t limit = c->cfg->max_inflight ? c->cfg->max_inflight : 20u, out = 0;
     if (c->state != MOAT_MQTT_CONNECTED)
         return;
     for (uint16_t i = 0; i < c->win_used; i++) {
         moat_mqtt_inflight *s = &c->win[i];
-        if (s->flags & F_TX)
+        bool ours = holds_store(s) || s->kind == K_REL;
+        if (s->flags & F_TX) {
+            out += ours;
             continue;
+        }
+        if (ours && out++ >= limit)
+            return;
         if (holds_store(s)) {
             if (s->len > tx_free(c))
                 return;
@@ -302,7 +310,9 @@ void moat_mqtt_link_down(moat_mqtt_client *c, moat_err err, uint32_t now_ms)
     uint32_t stable = c->cfg->backoff_stable_ms ? c->cfg->backoff_stable_ms : 30000u;
     uint16_t i = 0;
 
-    if (was == MOAT_MQTT_IDLE)
+    /* In BACKOFF only a due attempt can fail: a second call for a link the
+     * client already took down (after a fatal error) changes nothing. */
+    if (was == MOAT_MQTT_IDLE || (was == MOAT_MQTT_BACKOFF && !moat_mqtt_connect_due(c, now_ms)))
         return;
     c->tx_len = 0;
     c->tx_reserve = 0;
@@ -332,7 +342,7 @@ void moat_mqtt_link_down(moat_mqtt_client *c, moat_err err, uint32_t now_ms)
         c->state = MOAT_MQTT_BACKOFF;
         c->deadline_ms = now_ms + backoff_delay(c);
     }
-    emit_simple(c, MOAT_MQTT_EV_DISCONNECTED, err == MOAT_OK ? MOAT_ERR_CLOSED : err, 0);
+    emit_simple(c, MOAT_MQTT_EV_DISCONNECTED, err, 0);
 }
 
 static moat_err fail(moat_mqtt_client *c, moat_err err, uint32_t now_ms)
@@ -547,7 +557,7 @@ static moat_err on_connack(moat_mqtt_client *c, const moat_mqtt_packet *p, uint3
     if (c->state != MOAT_MQTT_WAIT_CONNACK)
         return MOAT_ERR_PROTOCOL; /* MQTT-3.2.0-1: CONNACK once, first */
     if (rc != 0)
-        return rc <= 5 ? refused[rc - 1] : MOAT_ERR_CONNACK_UNKNOWN;
+        return refused[rc - 1]; /* the codec refused codes above 5 */
     if (sp && c->cfg->clean_session)
         return MOAT_ERR_PROTOCOL; /* MQTT-3.2.2-1 */
     c->state = MOAT_MQTT_CONNECTED;
@@ -606,35 +616,39 @@ static void ack_publish(moat_mqtt_client *c, const moat_mqtt_publish_pkt *p)
     }
 }
 
+static void deliver(moat_mqtt_client *c, const moat_mqtt_publish_pkt *p, const uint8_t *piece,
+                    size_t len, size_t offset, size_t total, moat_mqtt_event_type type,
+                    moat_err err);
+
 /* Before any delivery: a QoS 2 PUBLISH we already hold is a duplicate and is
- * not delivered again; a new one takes a window slot until PUBREL, or is
- * refused when none is free. A slot taken for a streamed payload stays
- * F_PARTIAL until the last piece, and is forgotten if the link drops first,
- * so that the broker's resend is delivered whole. */
-static moat_err publish_admit(moat_mqtt_client *c, const moat_mqtt_publish_pkt *p, bool partial,
-                              bool *dup)
+ * not delivered again; a new one takes a window slot until PUBREL. A slot
+ * taken for a streamed payload stays F_PARTIAL until the last piece, and is
+ * forgotten if the link drops first, so that the broker's resend is delivered
+ * whole. With no slot free the message is still delivered and acknowledged,
+ * untracked, after an ERROR event (MOAT_ERR_WINDOW_FULL): refusing it would
+ * stall the stream, since the PUBRELs that free slots come after it. */
+static void publish_admit(moat_mqtt_client *c, const moat_mqtt_publish_pkt *p, bool partial,
+                          bool *dup)
 {
     moat_mqtt_inflight *s;
     *dup = false;
     if (p->qos != 2)
-        return MOAT_OK;
+        return;
     if (slot_find(c, K_IN2, p->packet_id)) {
         *dup = true;
-        return MOAT_OK;
+        return;
     }
     if ((s = slot_add(c, K_IN2, p->packet_id, 0)) == NULL)
-        return MOAT_ERR_WINDOW_FULL;
-    s->flags = partial ? F_PARTIAL : 0;
-    return MOAT_OK;
+        deliver(c, p, NULL, 0, 0, 0, MOAT_MQTT_EV_ERROR, MOAT_ERR_WINDOW_FULL);
+    else
+        s->flags = partial ? F_PARTIAL : 0;
 }
 
 static moat_err on_publish(moat_mqtt_client *c, const moat_mqtt_packet *p)
 {
     const moat_mqtt_publish_pkt *pk = &p->u.publish;
     bool dup;
-    moat_err e = publish_admit(c, pk, false, &dup);
-    if (e != MOAT_OK)
-        return e;
+    publish_admit(c, pk, false, &dup);
     if (!dup)
         deliver(c, pk, pk->payload, pk->payload_len, 0, pk->payload_len,
                 MOAT_MQTT_EV_MESSAGE, MOAT_OK);
@@ -678,6 +692,7 @@ static void on_ack(moat_mqtt_client *c, uint8_t type, uint16_t id)
         if (s) {
             slot_remove(c, s);
             emit_simple(c, MOAT_MQTT_EV_PUBLISHED, MOAT_OK, id);
+            flush_queue(c); /* the send window moved */
         }
         break;
     case MOAT_MQTT_PUBREC:
@@ -778,8 +793,7 @@ static moat_err begin_large(moat_mqtt_client *c)
         return e;
     if (c->state == MOAT_MQTT_WAIT_CONNACK)
         return MOAT_ERR_PROTOCOL;
-    if ((e = publish_admit(c, &p.u.publish, true, &dup)) != MOAT_OK)
-        return e;
+    publish_admit(c, &p.u.publish, true, &dup);
     c->rx_body = c->rx_len;
     c->flags |= CF_LARGE;
     if (!dup && c->cfg->large == MOAT_MQTT_LARGE_STREAM) {
@@ -854,9 +868,11 @@ moat_err moat_mqtt_input(moat_mqtt_client *c, const uint8_t *data, size_t len,
     moat_err e = MOAT_OK;
 
     if (consumed)
-        *consumed = 0;
-    if (c->state != MOAT_MQTT_WAIT_CONNACK && c->state != MOAT_MQTT_CONNECTED &&
-        c->state != MOAT_MQTT_CLOSING)
+        *consumed = c->state == MOAT_MQTT_CLOSING ? len : 0;
+    if (c->state == MOAT_MQTT_CLOSING)
+        return MOAT_OK; /* MQTT-3.14.4-2: after DISCONNECT nothing more is sent,
+                           so nothing is taken: the broker keeps it for later */
+    if (c->state != MOAT_MQTT_WAIT_CONNACK && c->state != MOAT_MQTT_CONNECTED)
         return MOAT_ERR_STATE;
     for (;;) {
         if (c->rx_state == RX_READY) {

@@ -262,6 +262,8 @@ static moat_err decode_connack(const uint8_t *body, uint32_t remaining, moat_mqt
     out->u.connack.return_code = body[1];
     if (body[1] != 0 && out->u.connack.session_present)
         return MOAT_ERR_MALFORMED; /* MQTT-3.2.2-4 */
+    if (body[1] > 5)
+        return MOAT_ERR_CONNACK_UNKNOWN; /* 6-255 are reserved */
     return MOAT_OK;
 }
 

@@ -125,7 +125,7 @@ static moat_err decode_sublist(const uint8_t *body, uint32_t remaining, bool wit
         if (with_qos) {
             if (!rd_u8(&r, &q))
                 return MOAT_ERR_REMAINING_LENGTH;
-            if (q & 0xFCu)
+            if (q > 2)
                 return q == 3 ? MOAT_ERR_QOS : MOAT_ERR_FLAGS; /* MQTT-3.8.3-4 */
         }
         out->u.sublist.count++;

@@ -81,7 +81,9 @@ bool moat_mqtt_topic_match(const uint8_t *f, size_t flen, const uint8_t *t, size
 {
     size_t fi = 0, ti = 0;
     bool topic_done = false;
-    if (flen > 0 && (f[0] == '+' || f[0] == '#') && tlen > 0 && t[0] == '$')
+    if (!moat_mqtt_filter_valid(f, flen) || !moat_mqtt_topic_valid(t, tlen))
+        return false;
+    if ((f[0] == '+' || f[0] == '#') && t[0] == '$')
         return false;
     for (;;) {
         size_t fe = level_end(f, flen, fi);
