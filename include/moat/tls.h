@@ -129,7 +129,6 @@ typedef struct moat_tls {
     mbedtls_ecp_group_id curves[6];
     moat_err err;                  /* sticky error of a failed session */
     moat_err io_err;               /* error of the lower transport, if any */
-    bool io_failed_send;           /* ... and it was a send */
     uint8_t state;
     bool ready;                    /* init succeeded */
     bool have_saved;

@@ -200,11 +200,10 @@ void moat_mqtt_output_done(moat_mqtt_client *c, size_t n, uint32_t now_ms)
 moat_err moat_mqtt_init(moat_mqtt_client *c, const moat_mqtt_config *cfg,
                         const moat_mqtt_buffers *b)
 {
-    if (!c || !cfg || !b || !b->tx || !b->rx || !cfg->random || !cfg->client_id ||
-        b->tx_size < 16 || b->rx_size < 8 || b->inflight_count > 0xFFFEu ||
-        ((b->tx_size | b->rx_size | b->store_size) >> 31) ||
-        (b->inflight_count && !b->inflight) || (b->store_size && !b->store) ||
-        cfg->will_qos > 2 || cfg->large > MOAT_MQTT_LARGE_STREAM)
+    if (!b->tx || !b->rx || !cfg->random || !cfg->client_id || b->tx_size < 16 ||
+        b->rx_size < 8 || b->inflight_count > 0xFFFEu || (b->inflight_count && !b->inflight) ||
+        (b->store_size && !b->store) ||
+        ((b->tx_size | b->rx_size | b->store_size) >> 31) || cfg->will_qos > 2)
         return MOAT_ERR_ARG;
     memset(c, 0, sizeof(*c));
     c->cfg = cfg;
@@ -236,13 +235,13 @@ bool moat_mqtt_connect_due(const moat_mqtt_client *c, uint32_t now_ms)
     return c->state == MOAT_MQTT_BACKOFF && moat_time_reached(now_ms, c->deadline_ms);
 }
 
-static moat_mqtt_str cstr(const char *s)
+/* A C string as an MQTT string; false if it is longer than 65535 bytes. */
+static bool cstr(moat_mqtt_str *r, const char *s)
 {
-    moat_mqtt_str r;
     size_t n = s ? strlen(s) : 0;
-    r.data = (const uint8_t *)s;
-    r.len = (uint16_t)(n > 65535 ? 65535 : n);
-    return r;
+    r->data = (const uint8_t *)s;
+    r->len = (uint16_t)n;
+    return n <= 65535;
 }
 
 moat_err moat_mqtt_link_up(moat_mqtt_client *c, uint32_t now_ms)
@@ -258,17 +257,15 @@ moat_err moat_mqtt_link_up(moat_mqtt_client *c, uint32_t now_ms)
     p.version = MOAT_MQTT_V311;
     p.clean_session = cfg->clean_session;
     p.keepalive_s = cfg->keepalive_s;
-    p.client_id = cstr(cfg->client_id);
     p.has_will = cfg->will_topic != NULL;
-    if (p.has_will) {
-        p.will_topic = cstr(cfg->will_topic);
-        p.will_payload.data = cfg->will_payload;
-        p.will_payload.len = cfg->will_len;
-        p.will_qos = cfg->will_qos;
-        p.will_retain = cfg->will_retain;
-    }
+    if (!cstr(&p.client_id, cfg->client_id) || !cstr(&p.will_topic, cfg->will_topic) ||
+        !cstr(&p.username, cfg->username))
+        return MOAT_ERR_ARG;
+    p.will_payload.data = cfg->will_payload;
+    p.will_payload.len = cfg->will_len;
+    p.will_qos = cfg->will_qos; /* set without a will topic: refused by the encoder */
+    p.will_retain = cfg->will_retain;
     p.has_username = cfg->username != NULL;
-    p.username = cstr(cfg->username);
     p.has_password = cfg->password != NULL;
     p.password.data = cfg->password;
     p.password.len = cfg->password_len;
@@ -404,7 +401,8 @@ moat_err moat_mqtt_publish(moat_mqtt_client *c, const moat_mqtt_message *m,
     if (m->qos > 2)
         return MOAT_ERR_QOS;
     memset(&p, 0, sizeof(p));
-    p.topic = cstr(m->topic);
+    if (!cstr(&p.topic, m->topic))
+        return MOAT_ERR_TOPIC;
     p.qos = m->qos;
     p.retain = m->retain;
     p.payload = m->payload;
@@ -884,8 +882,10 @@ moat_err moat_mqtt_input(moat_mqtt_client *c, const uint8_t *data, size_t len,
             if (e != MOAT_OK)
                 return fail(c, e, now_ms);
             c->rx_state = RX_HDR;
-            if (c->state != MOAT_MQTT_CONNECTED && c->state != MOAT_MQTT_CLOSING)
-                break; /* the application stopped the link from a callback */
+            if (c->state == MOAT_MQTT_CLOSING) {
+                i = len; /* a callback sent DISCONNECT: take nothing more */
+                break;
+            }
         }
         if (i == len)
             break;

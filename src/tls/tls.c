@@ -75,7 +75,6 @@ static int bio_send(void *ctx, const unsigned char *buf, size_t len)
     if (n == MOAT_ERR_WOULD_BLOCK)
         return MBEDTLS_ERR_SSL_WANT_WRITE;
     t->io_err = n == 0 ? MOAT_ERR_IO : (moat_err)n;
-    t->io_failed_send = true;
     return MBEDTLS_ERR_SSL_INTERNAL_ERROR;
 }
 
@@ -319,7 +318,6 @@ moat_err moat_tls_connect_start(moat_tls *t, const moat_transport *lower, const 
     t->state = MOAT_TLS_IDLE;
     t->err = MOAT_OK;
     t->io_err = MOAT_OK;
-    t->io_failed_send = false;
     t->msg[0] = '\0';
     t->verdict.rank = MOAT_TLS_RANK_NONE;
     t->verdict.msg[0] = '\0';

@@ -112,9 +112,10 @@ static moat_err explain_flags(moat_tls *t, uint32_t flags)
 /*
  * A server that refuses our certificate sends an alert and closes at once,
  * while our next handshake records are still on the way: its kernel answers
- * them with a reset and our send fails before mbedTLS reads the alert. The
- * alert is still in our receive buffer, in the clear (the server had not
- * switched to encryption). Returns its description, or -1.
+ * them with a reset and our I/O fails before mbedTLS reads the alert. The
+ * alert is usually still in our receive buffer, in the clear (the server had
+ * not switched to encryption). Returns its description, or -1 when the next
+ * bytes are not exactly one fatal alert record.
  */
 static int plaintext_alert(moat_tls *t)
 {
@@ -139,7 +140,7 @@ moat_err moat_tls_explain(moat_tls *t, int ret, bool hs)
     char why[120];
     int alert;
 
-    if (t->io_err != MOAT_OK && hs && t->io_failed_send && (alert = plaintext_alert(t)) >= 0)
+    if (t->io_err != MOAT_OK && hs && (alert = plaintext_alert(t)) >= 0)
         return explain_alert(t, (unsigned)alert, hs);
     if (t->io_err != MOAT_OK)
         return moat_tls_fail(t, t->io_err, "connection to the %s failed%s (%s)", peer,

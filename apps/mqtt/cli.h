@@ -1,0 +1,160 @@
+/*
+ * cli.h - the pieces of moat-mqtt shared by its files.
+ *
+ *   moat_mqtt.c  main(): subcommand, usage text, exit codes
+ *   options.c    flags -> cli_opts, with usage errors that name the flag
+ *   link.c       the transport to the broker (chosen in one place)
+ *   session.c    the engine, its buffers, connecting, the poll() loop step
+ *   pub.c sub.c  the two subcommands
+ */
+#ifndef MOAT_CLI_H
+#define MOAT_CLI_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "moat/mqtt.h"
+#include "moat/posix.h"
+
+/* Buffers of the engine, sized for a command-line tool. The window also
+ * holds the broker's QoS 2 messages until their PUBREL; MQTT 3.1.1 sets no
+ * limit on those, and Mosquitto 2.0 was seen with more than 64 outstanding
+ * (the engine drops the link when the window is full), so it is wide. */
+#define CLI_TX_SIZE (64u * 1024u)
+#define CLI_RX_SIZE (64u * 1024u)
+#define CLI_STORE_SIZE (256u * 1024u)
+#define CLI_INFLIGHT 1024u
+#define CLI_MAX_TOPICS 64u
+
+/* Exit codes. */
+#define CLI_EXIT_OK 0
+#define CLI_EXIT_ERROR 1
+#define CLI_EXIT_USAGE 2
+
+typedef enum cli_cmd { CLI_CMD_PUB = 1, CLI_CMD_SUB = 2 } cli_cmd;
+
+/* Where pub takes its message(s) from. */
+typedef enum cli_source {
+    CLI_SRC_NONE = 0,
+    CLI_SRC_ARG,   /* -m */
+    CLI_SRC_FILE,  /* -f */
+    CLI_SRC_LINES, /* -l */
+    CLI_SRC_STDIN, /* -s */
+    CLI_SRC_NULL   /* -n */
+} cli_source;
+
+typedef struct cli_opts {
+    cli_cmd cmd;
+    const char *host;
+    uint16_t port;
+    const char *topics[CLI_MAX_TOPICS];
+    size_t topic_count;
+    cli_source source;
+    const char *message; /* -m */
+    const char *file;    /* -f */
+    uint8_t qos;
+    bool retain;
+    const char *client_id;
+    char default_id[32]; /* moat-mqtt-<pid> */
+    uint16_t keepalive_s;
+    bool clean_session;
+    const char *username;
+    const char *password;
+    const char *will_topic;
+    const char *will_payload;
+    uint8_t will_qos;
+    bool will_retain;
+    unsigned long count;     /* -C; 0: no limit */
+    unsigned long timeout_s; /* -W; 0: none */
+    bool verbose;
+    bool debug;
+} cli_opts;
+
+/* options.c: returns CLI_EXIT_OK to run, CLI_EXIT_USAGE after printing the
+ * error, or -1 after printing the help text (exit 0). argv[0] is the
+ * subcommand. */
+int cli_parse(cli_opts *o, cli_cmd cmd, int argc, char **argv);
+void cli_usage(FILE *f);
+
+/* Messages on stderr, prefixed with the program name. */
+void cli_error(const char *fmt, ...);
+void cli_debug(const cli_opts *o, const char *fmt, ...);
+
+/* ------------------------------------------------------------ link.c -- */
+
+/* The byte stream to the broker. Plain TCP today; TLS (--cafile, --cert,
+ * --key) is chosen in cli_link_open() and nowhere else. */
+typedef struct cli_link {
+    moat_tcp tcp;
+    moat_transport t;
+} cli_link;
+
+void cli_link_init(cli_link *l);
+/* Start opening: MOAT_OK (open), MOAT_ERR_WOULD_BLOCK (call cli_link_poll
+ * when cli_link_fd is ready), or an error. */
+moat_err cli_link_open(cli_link *l, const cli_opts *o);
+moat_err cli_link_poll(cli_link *l);
+/* The descriptor to poll, and whether to poll it for writing too. */
+int cli_link_fd(const cli_link *l);
+bool cli_link_want_write(const cli_link *l, bool engine_has_output);
+void cli_link_close(cli_link *l);
+
+/* --------------------------------------------------------- session.c -- */
+
+typedef struct cli_session cli_session;
+typedef void (*cli_event_fn)(cli_session *s, const moat_mqtt_event *ev);
+
+typedef enum cli_link_state {
+    CLI_LINK_CLOSED = 0,
+    CLI_LINK_OPENING,
+    CLI_LINK_UP
+} cli_link_state;
+
+struct cli_session {
+    const cli_opts *o;
+    moat_mqtt_config cfg;
+    moat_mqtt_client c;
+    cli_link link;
+    cli_link_state link_state;
+    uint32_t opened_ms;     /* when the current link was started */
+    bool connected_once;    /* a CONNACK was ever accepted */
+    bool reconnect;         /* after that, ride out a lost link */
+    bool closing;           /* DISCONNECT asked for */
+    uint32_t close_by_ms;   /* give up draining DISCONNECT then */
+    bool done;              /* disconnected as asked; the client is IDLE */
+    uint8_t shown_state;    /* for -d */
+    cli_event_fn on_event;
+    void *app;
+};
+
+/* Set up the engine and ask for a connection; errors are printed. */
+moat_err cli_session_init(cli_session *s, const cli_opts *o, cli_event_fn fn,
+                          void *app, uint32_t now_ms);
+/* Connect when due, move bytes, run timers. A non-OK result ends the run
+ * with exit 1; its message has been printed. */
+moat_err cli_session_service(cli_session *s, uint32_t now_ms);
+/* Ask for DISCONNECT; s->done is set once it is sent (or could not be). */
+void cli_session_disconnect(cli_session *s, uint32_t now_ms);
+bool cli_session_connected(const cli_session *s);
+bool cli_session_output_pending(const cli_session *s);
+/* Sleep in poll() until the link, one of the extra descriptors (their
+ * revents are set) or a signal needs attention, or until wait_ms passes
+ * (UINT32_MAX: no limit of the caller's). The engine's next timeout is
+ * always respected. */
+void cli_session_wait(cli_session *s, struct pollfd *extra, size_t n_extra,
+                      uint32_t wait_ms);
+void cli_session_close(cli_session *s);
+
+/* SIGINT/SIGTERM: install once; how many have arrived so far. */
+void cli_signals_init(void);
+int cli_interrupted(void);
+
+/* ------------------------------------------------------------ pub/sub -- */
+
+int cli_pub(const cli_opts *o);
+int cli_sub(const cli_opts *o);
+
+#endif
