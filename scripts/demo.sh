@@ -31,7 +31,7 @@ log_dest file $work/mosquitto.log
 user root
 CONF
 echo "demo: starting mosquitto on 127.0.0.1:$port"
-mosquitto -c "$work/mosquitto.conf" &
+mosquitto -c "$work/mosquitto.conf" >"$work/mosquitto.out" 2>&1 &
 broker_pid=$!
 i=0
 until "$MQTT" pub -h 127.0.0.1 -p "$port" -t demo/ping -m up -q 1 2>/dev/null; do

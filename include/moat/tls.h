@@ -101,7 +101,7 @@ typedef struct moat_tls_config {
 
 /* The best verification problem seen in one handshake (internal). */
 typedef struct moat_tls_verdict {
-    int rank;              /* lower is more telling; INT_MAX-like when none */
+    int rank;              /* lower is more telling; "none" is the highest */
     moat_err err;
     char msg[200];
 } moat_tls_verdict;
