@@ -9,7 +9,8 @@ PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
  libmbedtls-dev libjsmn-dev libhttp-parser-dev libcmocka-dev
  gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-xtensa-lx106
  gcc-avr avr-libc binutils-avr simavr libsimavr-dev
- libpaho-mqtt-dev valgrind openssl iproute2"
+ libpaho-mqtt-dev valgrind openssl iproute2
+ dpkg-dev gcc-multilib"
 
 missing=""
 for p in $PACKAGES; do

@@ -96,7 +96,7 @@ measure() {
     "${prefix}gcc" $flags -fno-common -c "$probe" -o "$dir/sizeof.o" ||
         die "compiling the sizeof probe for $target failed"
     "${prefix}nm" -S "$dir/sizeof.o" >"$dir/sizeof.nm" || die "${prefix}nm failed"
-    echo "$TYPES" | while read -r name type header; do
+    echo "$TYPES" | while read -r name type _header; do
         [ -n "$name" ] || continue
         hex=$(awk -v s="moat_sizeof_$name" '$4 == s { print $2 }' "$dir/sizeof.nm")
         [ -n "$hex" ] || die "no size for $type on $target"

@@ -18,6 +18,7 @@
 
 #include "moat/mqtt.h"
 #include "moat/posix.h"
+#include "moat/tls.h"
 
 /* Buffers of the engine, sized for a command-line tool. The window also
  * holds the broker's QoS 2 messages until their PUBREL; MQTT 3.1.1 sets no
@@ -50,6 +51,11 @@ typedef struct cli_opts {
     cli_cmd cmd;
     const char *host;
     uint16_t port;
+    bool port_given;         /* -p; else 1883, or 8883 with --cafile */
+    const char *cafile;      /* --cafile: mutual TLS, the CA of the broker */
+    const char *certfile;    /* --cert */
+    const char *keyfile;     /* --key */
+    const char *key_pass;    /* --key-pass */
     const char *topics[CLI_MAX_TOPICS];
     size_t topic_count;
     cli_source source;
@@ -85,22 +91,43 @@ void cli_debug(const cli_opts *o, const char *fmt, ...);
 
 /* ------------------------------------------------------------ link.c -- */
 
-/* The byte stream to the broker. Plain TCP today; TLS (--cafile, --cert,
- * --key) is chosen in cli_link_open() and nowhere else. */
+/* The byte stream to the broker: plain TCP, or mutual TLS (src/tls) over
+ * that socket when --cafile is given. Chosen in cli_link_open() and nowhere
+ * else; the engine sees only l->t. */
 typedef struct cli_link {
+    const cli_opts *o;
     moat_tcp tcp;
-    moat_transport t;
+    moat_transport tcp_t;     /* the socket */
+    moat_transport t;         /* what the engine uses */
+    bool tls_on;              /* --cafile */
+    bool handshaking;         /* TCP is up, the TLS handshake is not */
+    bool tls_open;            /* the TLS session carries MQTT */
+    moat_tls_config tls_cfg;
+    moat_tls tls;             /* kept across reconnects: resumption */
+    moat_transport tls_t;     /* the session's own send/recv */
+    moat_err why_err;         /* the TLS failure whose words are in why */
+    char why[256];
 } cli_link;
 
-void cli_link_init(cli_link *l);
+/* Load the TLS credentials once (when --cafile is given). Errors are
+ * printed, naming the file, the host and the port. */
+moat_err cli_link_init(cli_link *l, const cli_opts *o);
 /* Start opening: MOAT_OK (open), MOAT_ERR_WOULD_BLOCK (call cli_link_poll
- * when cli_link_fd is ready), or an error. */
-moat_err cli_link_open(cli_link *l, const cli_opts *o);
+ * when cli_link_fd is ready), or an error (see cli_link_error). */
+moat_err cli_link_open(cli_link *l);
 moat_err cli_link_poll(cli_link *l);
 /* The descriptor to poll, and whether to poll it for writing too. */
 int cli_link_fd(const cli_link *l);
 bool cli_link_want_write(const cli_link *l, bool engine_has_output);
+/* Bytes wait inside the TLS library: read before sleeping in poll(). */
+bool cli_link_pending(const cli_link *l);
+/* The words for err: TLS's own sentence when TLS failed with it. */
+const char *cli_link_error(const cli_link *l, moat_err err);
+/* Close the stream (close_notify first over TLS); the TLS session is kept
+ * for the next cli_link_open. */
 void cli_link_close(cli_link *l);
+/* Release the TLS state; the link cannot be opened again. */
+void cli_link_free(cli_link *l);
 
 /* --------------------------------------------------------- session.c -- */
 
@@ -147,6 +174,8 @@ bool cli_session_output_pending(const cli_session *s);
 void cli_session_wait(cli_session *s, struct pollfd *extra, size_t n_extra,
                       uint32_t wait_ms);
 void cli_session_close(cli_session *s);
+/* Close and release the link's TLS state; at the end of the run. */
+void cli_session_free(cli_session *s);
 
 /* SIGINT/SIGTERM: install once; how many have arrived so far. */
 void cli_signals_init(void);

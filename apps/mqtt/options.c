@@ -14,7 +14,8 @@ typedef enum opt_id {
     O_HOST, O_PORT, O_TOPIC, O_MESSAGE, O_FILE, O_LINES, O_STDIN, O_NULL,
     O_QOS, O_RETAIN, O_ID, O_KEEPALIVE, O_PERSIST, O_USER, O_PASS,
     O_WILL_TOPIC, O_WILL_PAYLOAD, O_WILL_QOS, O_WILL_RETAIN, O_COUNT,
-    O_VERBOSE, O_TIMEOUT, O_DEBUG, O_HELP
+    O_VERBOSE, O_TIMEOUT, O_DEBUG, O_HELP, O_CAFILE, O_CERT, O_KEY, O_KEY_PASS,
+    O_INSECURE
 } opt_id;
 
 #define FOR_PUB 1u
@@ -54,6 +55,12 @@ static const flag flags[] = {
     {"-W", "--timeout", O_TIMEOUT, true, FOR_ALL},
     {"-d", "--debug", O_DEBUG, false, FOR_ALL},
     {NULL, "--help", O_HELP, false, FOR_ALL},
+    {NULL, "--cafile", O_CAFILE, true, FOR_ALL},
+    {NULL, "--cert", O_CERT, true, FOR_ALL},
+    {NULL, "--key", O_KEY, true, FOR_ALL},
+    {NULL, "--key-pass", O_KEY_PASS, true, FOR_ALL},
+    /* Known from mosquitto_pub, and refused: see apply(). */
+    {NULL, "--insecure", O_INSECURE, false, FOR_ALL},
 };
 
 static int usage_error(const char *fmt, ...)
@@ -140,7 +147,12 @@ static int apply_value(cli_opts *o, const flag *f, const char *name,
         if (parse_num(name, arg, 1, 65535, &v) != CLI_EXIT_OK)
             return CLI_EXIT_USAGE;
         o->port = (uint16_t)v;
+        o->port_given = true;
         return CLI_EXIT_OK;
+    case O_CAFILE: o->cafile = arg; return CLI_EXIT_OK;
+    case O_CERT: o->certfile = arg; return CLI_EXIT_OK;
+    case O_KEY: o->keyfile = arg; return CLI_EXIT_OK;
+    case O_KEY_PASS: o->key_pass = arg; return CLI_EXIT_OK;
     case O_TOPIC: return add_topic(o, name, arg);
     case O_MESSAGE: o->message = arg; return set_source(o, CLI_SRC_ARG, name);
     case O_FILE: o->file = arg; return set_source(o, CLI_SRC_FILE, name);
@@ -174,6 +186,9 @@ static int apply(cli_opts *o, const flag *f, const char *name, const char *arg)
     case O_VERBOSE: o->verbose = true; return CLI_EXIT_OK;
     case O_DEBUG: o->debug = true; return CLI_EXIT_OK;
     case O_HELP: return -1;
+    case O_INSECURE:
+        return usage_error("%s: moat-mqtt always verifies the broker's certificate "
+                           "and host name; there is no way to turn that off", name);
     default: return apply_value(o, f, name, arg);
     }
 }
@@ -223,10 +238,33 @@ static int check_will(const cli_opts *o)
     return CLI_EXIT_OK;
 }
 
+/* TLS is mutual or nothing: --cafile, --cert and --key come together. */
+static int check_tls(cli_opts *o)
+{
+    const char *given = o->certfile ? "--cert"
+                      : o->keyfile  ? "--key"
+                      : o->key_pass ? "--key-pass"
+                                    : NULL;
+
+    if (o->cafile == NULL) {
+        if (given != NULL)
+            return usage_error("%s: needs --cafile (the CA that signed the broker's "
+                               "certificate)", given);
+        return CLI_EXIT_OK;
+    }
+    if (o->certfile == NULL || o->keyfile == NULL)
+        return usage_error("--cafile: TLS is mutual; give the client certificate "
+                           "(--cert) and its key (--key) too");
+    if (!o->port_given)
+        o->port = 8883;
+    return CLI_EXIT_OK;
+}
+
 /* Rules that concern more than one flag. */
 static int check(cli_opts *o)
 {
-    if (check_topics(o) != CLI_EXIT_OK || check_will(o) != CLI_EXIT_OK)
+    if (check_topics(o) != CLI_EXIT_OK || check_will(o) != CLI_EXIT_OK ||
+        check_tls(o) != CLI_EXIT_OK)
         return CLI_EXIT_USAGE;
     if (o->cmd == CLI_CMD_PUB && o->source == CLI_SRC_NONE)
         return usage_error("pub needs a message: one of -m, -f, -l, -s or -n");

@@ -348,13 +348,15 @@ int cli_pub(const cli_opts *o)
     pub_app *a = &app;
     uint32_t start = moat_clock_ms();
     int lines = o->source == CLI_SRC_LINES;
+    int rc = CLI_EXIT_ERROR;
 
-    if (cli_session_init(&a->s, o, pub_event, a, start) != MOAT_OK)
-        return CLI_EXIT_ERROR;
-    a->o = o;
-    a->max_payload = max_payload(o);
-    a->s.reconnect = lines;  /* a stream rides out a broker restart */
-    if (!lines && load_message(a) != 0)
-        return CLI_EXIT_ERROR;
-    return run(a, start);
+    if (cli_session_init(&a->s, o, pub_event, a, start) == MOAT_OK) {
+        a->o = o;
+        a->max_payload = max_payload(o);
+        a->s.reconnect = lines;  /* a stream rides out a broker restart */
+        if (lines || load_message(a) == 0)
+            rc = run(a, start);
+    }
+    cli_session_free(&a->s);
+    return rc;
 }

@@ -23,8 +23,9 @@ static uint8_t tx_buf[CLI_TX_SIZE];
 static uint8_t rx_buf[CLI_RX_SIZE];
 static uint8_t store_buf[CLI_STORE_SIZE];
 static moat_mqtt_inflight window[CLI_INFLIGHT];
+static uint8_t qos2_set[MOAT_MQTT_QOS2_SET_SIZE];
 
-#define CLI_CONNECT_TIMEOUT_MS 10000u  /* TCP (later TLS) connect */
+#define CLI_CONNECT_TIMEOUT_MS 10000u  /* TCP connect and TLS handshake */
 #define CLI_DISCONNECT_GRACE_MS 2000u  /* to get DISCONNECT out */
 
 /* ----------------------------------------------------------- signals -- */
@@ -187,13 +188,17 @@ moat_err cli_session_init(cli_session *s, const cli_opts *o, cli_event_fn fn,
                           void *app, uint32_t now_ms)
 {
     moat_mqtt_buffers b;
+    memset(&b, 0, sizeof b);
+    b.qos2_set = qos2_set;
     moat_err err;
 
     memset(s, 0, sizeof *s);
     s->o = o;
     s->on_event = fn;
     s->app = app;
-    cli_link_init(&s->link);
+    err = cli_link_init(&s->link, o);
+    if (err != MOAT_OK)
+        return err;  /* printed, with the file at fault */
     fill_config(&s->cfg, o, s);
     b.tx = tx_buf;
     b.tx_size = sizeof tx_buf;
@@ -222,6 +227,12 @@ void cli_session_close(cli_session *s)
     s->link_state = CLI_LINK_CLOSED;
 }
 
+void cli_session_free(cli_session *s)
+{
+    cli_session_close(s);
+    cli_link_free(&s->link);
+}
+
 static bool is_refusal(moat_err err)
 {
     return err <= MOAT_ERR_CONNACK_VERSION && err >= MOAT_ERR_CONNACK_UNKNOWN;
@@ -237,22 +248,22 @@ static bool is_garbage(moat_err err)
 static moat_err lost(cli_session *s, moat_err err, const char *what)
 {
     const cli_opts *o = s->o;
+    const char *words = cli_link_error(&s->link, err);
 
     if (is_refusal(err)) {
-        cli_error("%s:%u: %s", o->host, o->port, moat_strerror(err));
+        cli_error("%s:%u: %s", o->host, o->port, words);
         return err;
     }
     if (!s->connected_once && is_garbage(err)) {
         cli_error("%s %s:%u: %s (is it an MQTT broker?)", what, o->host, o->port,
-                  moat_strerror(err));
+                  words);
         return err;
     }
     if (s->connected_once && s->reconnect) {
-        cli_error("%s %s:%u: %s; trying again", what, o->host, o->port,
-                  moat_strerror(err));
+        cli_error("%s %s:%u: %s; trying again", what, o->host, o->port, words);
         return MOAT_OK;
     }
-    cli_error("%s %s:%u: %s", what, o->host, o->port, moat_strerror(err));
+    cli_error("%s %s:%u: %s", what, o->host, o->port, words);
     return err != MOAT_OK ? err : MOAT_ERR_CLOSED;
 }
 
@@ -279,9 +290,10 @@ static moat_err open_link(cli_session *s, uint32_t now_ms)
 {
     moat_err err;
 
-    cli_debug(s->o, "connecting to %s:%u", s->o->host, s->o->port);
+    cli_debug(s->o, "connecting to %s:%u%s", s->o->host, s->o->port,
+              s->o->cafile != NULL ? " (mutual TLS)" : "");
     s->opened_ms = now_ms;
-    err = cli_link_open(&s->link, s->o);
+    err = cli_link_open(&s->link);
     if (err == MOAT_OK)
         return link_up(s, now_ms);
     if (err != MOAT_ERR_WOULD_BLOCK)
@@ -387,11 +399,25 @@ static uint32_t min_u32(uint32_t a, uint32_t b)
     return a < b ? a : b;
 }
 
+/* The engine can take input: moat_mqtt_pump reads only while tx has room
+ * for the answers. */
+static bool engine_can_read(const cli_session *s)
+{
+    size_t pending = 0;
+
+    moat_mqtt_output(&s->c, &pending);
+    return CLI_TX_SIZE - pending > 64;
+}
+
 static uint32_t wait_limit(const cli_session *s, uint32_t wait_ms)
 {
     uint32_t now = moat_clock_ms();
     uint32_t t = min_u32(wait_ms, moat_mqtt_next_timeout(&s->c, now));
 
+    /* Bytes held inside mbedTLS never make the socket readable again. */
+    if (s->link_state == CLI_LINK_UP && cli_link_pending(&s->link) &&
+        engine_can_read(s))
+        return 0;
     if (s->link_state == CLI_LINK_OPENING)
         t = min_u32(t, until(now, s->opened_ms + CLI_CONNECT_TIMEOUT_MS));
     if (s->closing)
@@ -409,7 +435,7 @@ static void link_events(const cli_session *s, struct pollfd *p)
 
     moat_mqtt_output(&s->c, &pending);
     w = cli_link_want_write(&s->link, pending > 0);
-    r = CLI_TX_SIZE - pending > 64 || !w;
+    r = engine_can_read(s) || !w;
     p->fd = cli_link_fd(&s->link);
     p->events = (short)((r ? POLLIN : 0) | (w ? POLLOUT : 0));
 }

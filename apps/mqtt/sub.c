@@ -145,14 +145,17 @@ int cli_sub(const cli_opts *o)
     sub_app *a = &app;
     uint32_t start = moat_clock_ms();
     size_t i;
+    int rc = CLI_EXIT_ERROR;
 
-    if (cli_session_init(&a->s, o, sub_event, a, start) != MOAT_OK)
-        return CLI_EXIT_ERROR;
-    a->o = o;
-    a->s.reconnect = true;
-    for (i = 0; i < o->topic_count; i++) {
-        a->subs[i].filter = o->topics[i];
-        a->subs[i].qos = o->qos;
+    if (cli_session_init(&a->s, o, sub_event, a, start) == MOAT_OK) {
+        a->o = o;
+        a->s.reconnect = true;
+        for (i = 0; i < o->topic_count; i++) {
+            a->subs[i].filter = o->topics[i];
+            a->subs[i].qos = o->qos;
+        }
+        rc = run(a, start);
     }
-    return run(a, start);
+    cli_session_free(&a->s);
+    return rc;
 }

@@ -55,7 +55,15 @@ typedef enum moat_err {
     MOAT_ERR_KEY_MISMATCH = -39,    /* client key does not match the client certificate */
     MOAT_ERR_CERT_FORMAT = -40,     /* a certificate or key cannot be parsed */
     MOAT_ERR_FILE = -41,            /* a file cannot be read */
-    MOAT_ERR_CLOCK = -42            /* clock not valid: certificates cannot be checked */
+    MOAT_ERR_CLOCK = -42,           /* clock not valid: certificates cannot be checked */
+    MOAT_ERR_SNTP_TIMEOUT = -43,    /* time server did not answer any try of a round */
+    MOAT_ERR_SNTP_BAD_REPLY = -44,  /* SNTP reply malformed or inconsistent */
+    MOAT_ERR_SNTP_NOT_OURS = -45,   /* datagram does not answer our request (nonce) */
+    MOAT_ERR_SNTP_UNSYNC = -46,     /* time server is not synchronised */
+    MOAT_ERR_SNTP_EARLY = -47,      /* time server's time is before 2024 (or the minimum) */
+    MOAT_ERR_SNTP_KOD = -48,        /* time server sent a kiss-o'-death */
+    MOAT_ERR_SNTP_RATE = -49,       /* kiss-o'-death RATE: poll less often */
+    MOAT_ERR_SNTP_DENY = -50        /* kiss-o'-death DENY or RSTR: access refused */
 } moat_err;
 
 /* A short English sentence for an error value; never NULL. */

@@ -300,12 +300,23 @@ typedef struct moat_mqtt_inflight {
     uint8_t flags;
 } moat_mqtt_inflight;
 
+/* Bytes of the optional incoming-QoS 2 identifier set: one bit per id. */
+#define MOAT_MQTT_QOS2_SET_SIZE 8192u
+
 /* Caller-owned memory. Sizes are fixed for the client's life.
  *  tx:    serialised packets waiting to be sent; a packet must fit whole.
  *  rx:    one incoming packet; larger PUBLISH is streamed or refused.
  *  store: copies of outgoing QoS 1/2 PUBLISH until acknowledged, for resend.
  *  inflight: the window: one slot per unacknowledged PUBLISH, PUBREL,
- *         SUBSCRIBE, UNSUBSCRIBE and incoming QoS 2 awaiting PUBREL. */
+ *         SUBSCRIBE, UNSUBSCRIBE and incoming QoS 2 awaiting PUBREL.
+ *  qos2_set: optional, MOAT_MQTT_QOS2_SET_SIZE bytes, zeroed by init: the
+ *         incoming QoS 2 identifiers awaiting PUBREL, as a bit set. With it,
+ *         incoming QoS 2 is exactly-once however many the broker sends at
+ *         once (Mosquitto sends a whole queued session at once, past its own
+ *         max_inflight_messages). Without it (NULL, for small devices) they
+ *         take window slots; when none is free a message is delivered and
+ *         acknowledged untracked, after an ERROR event (MOAT_ERR_WINDOW_FULL),
+ *         and could be delivered twice if the link then drops before PUBREL. */
 typedef struct moat_mqtt_buffers {
     uint8_t *tx;
     size_t tx_size;
@@ -315,6 +326,7 @@ typedef struct moat_mqtt_buffers {
     size_t store_size;
     moat_mqtt_inflight *inflight;
     size_t inflight_count;
+    uint8_t *qos2_set;
 } moat_mqtt_buffers;
 
 typedef struct moat_mqtt_client {
@@ -323,6 +335,7 @@ typedef struct moat_mqtt_client {
     uint8_t *rx;
     uint8_t *store;
     moat_mqtt_inflight *win;
+    uint8_t *qos2_set;       /* optional bit set of incoming QoS 2 ids */
     uint32_t tx_size, tx_len;
     uint32_t rx_size, rx_len;
     uint32_t store_size, store_len;

@@ -49,6 +49,14 @@ const char *moat_strerror(int err)
     case MOAT_ERR_CERT_FORMAT: return "certificate or key cannot be parsed";
     case MOAT_ERR_FILE: return "file cannot be read";
     case MOAT_ERR_CLOCK: return "clock is not valid: certificates cannot be checked yet";
+    case MOAT_ERR_SNTP_TIMEOUT: return "time server did not answer (SNTP request timed out on every try)";
+    case MOAT_ERR_SNTP_BAD_REPLY: return "malformed SNTP reply (length, mode, version or timestamps)";
+    case MOAT_ERR_SNTP_NOT_OURS: return "datagram is not an answer to our SNTP request (originate timestamp differs): ignored";
+    case MOAT_ERR_SNTP_UNSYNC: return "time server is not synchronised (leap alarm, stratum 16 or too uncertain)";
+    case MOAT_ERR_SNTP_EARLY: return "time server gave a time before 2024-01-01 or the configured minimum: refused";
+    case MOAT_ERR_SNTP_KOD: return "time server sent a kiss-o'-death: backing off";
+    case MOAT_ERR_SNTP_RATE: return "time server sent kiss-o'-death RATE (asking too often): backing off";
+    case MOAT_ERR_SNTP_DENY: return "time server refused access (kiss-o'-death DENY or RSTR): stopped asking it";
     default: return "unknown error";
     }
 }

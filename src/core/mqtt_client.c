@@ -132,6 +132,26 @@ static uint16_t next_packet_id(moat_mqtt_client *c)
     }
 }
 
+/* Incoming QoS 2 awaiting PUBREL: in the bit set if there is one, else in
+ * a window slot. mark: 1 set, 0 clear, -1 query only. */
+static bool in2_mark(moat_mqtt_client *c, uint16_t id, int mark)
+{
+    uint8_t *byte, bit = (uint8_t)(1u << (id & 7u));
+    moat_mqtt_inflight *s;
+    bool was;
+    if (!c->qos2_set) {
+        s = slot_find(c, K_IN2, id);
+        if (s && mark == 0)
+            slot_remove(c, s);
+        return s != NULL;
+    }
+    byte = &c->qos2_set[id >> 3];
+    was = (*byte & bit) != 0;
+    if (mark >= 0)
+        *byte = (uint8_t)(mark ? (*byte | bit) : (*byte & ~bit));
+    return was;
+}
+
 /* ---- output ------------------------------------------------------------- */
 
 static bool queue_ack(moat_mqtt_client *c, uint8_t type, uint16_t id)
@@ -215,6 +235,9 @@ moat_err moat_mqtt_init(moat_mqtt_client *c, const moat_mqtt_config *cfg,
     c->store_size = (uint32_t)b->store_size;
     c->win = b->inflight;
     c->win_count = (uint16_t)b->inflight_count;
+    c->qos2_set = b->qos2_set;
+    if (c->qos2_set)
+        memset(c->qos2_set, 0, MOAT_MQTT_QOS2_SET_SIZE);
     c->next_id = 1;
     c->state = MOAT_MQTT_IDLE;
     return MOAT_OK;
@@ -560,11 +583,13 @@ static moat_err on_connack(moat_mqtt_client *c, const moat_mqtt_packet *p, uint3
         return MOAT_ERR_PROTOCOL; /* MQTT-3.2.2-1 */
     c->state = MOAT_MQTT_CONNECTED;
     c->connected_ms = now_ms;
+    if (!sp && c->qos2_set)
+        memset(c->qos2_set, 0, MOAT_MQTT_QOS2_SET_SIZE);
     while (i < c->win_used) {
         moat_mqtt_inflight *s = &c->win[i];
         bool sent_out = s->kind != K_IN2 && (s->flags & F_SENT);
         if (s->kind == K_IN2 && !sp) {
-            slot_remove(c, s); /* the broker forgot it; so do we */
+            slot_remove(c, s); /* the broker forgot them; so do we */
         } else if (sent_out && c->cfg->clean_session) {
             uint16_t id = s->packet_id;
             slot_remove(c, s);
@@ -608,7 +633,9 @@ static void ack_publish(moat_mqtt_client *c, const moat_mqtt_publish_pkt *p)
     if (p->qos == 1)
         queue_ack(c, MOAT_MQTT_PUBACK, p->packet_id);
     if (p->qos == 2) {
-        if ((s = slot_find(c, K_IN2, p->packet_id)) != NULL)
+        if (c->qos2_set)
+            in2_mark(c, p->packet_id, 1); /* set only once fully delivered */
+        else if ((s = slot_find(c, K_IN2, p->packet_id)) != NULL)
             s->flags &= (uint8_t)~F_PARTIAL;
         queue_ack(c, MOAT_MQTT_PUBREC, p->packet_id);
     }
@@ -632,10 +659,12 @@ static void publish_admit(moat_mqtt_client *c, const moat_mqtt_publish_pkt *p, b
     *dup = false;
     if (p->qos != 2)
         return;
-    if (slot_find(c, K_IN2, p->packet_id)) {
+    if (in2_mark(c, p->packet_id, -1)) {
         *dup = true;
         return;
     }
+    if (c->qos2_set)
+        return; /* marked once delivered, in ack_publish */
     if ((s = slot_add(c, K_IN2, p->packet_id, 0)) == NULL)
         deliver(c, p, NULL, 0, 0, 0, MOAT_MQTT_EV_ERROR, MOAT_ERR_WINDOW_FULL);
     else
@@ -703,9 +732,7 @@ static void on_ack(moat_mqtt_client *c, uint8_t type, uint16_t id)
         queue_ack(c, MOAT_MQTT_PUBREL, id);
         break;
     default: /* PUBREL */
-        s = slot_find(c, K_IN2, id);
-        if (s)
-            slot_remove(c, s);
+        in2_mark(c, id, 0);
         queue_ack(c, MOAT_MQTT_PUBCOMP, id);
         break;
     }

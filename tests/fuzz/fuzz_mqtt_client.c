@@ -102,6 +102,7 @@ typedef struct fuzz_state {
 } fuzz_state;
 
 static fuzz_state S;
+static uint8_t qos2_set[MOAT_MQTT_QOS2_SET_SIZE];
 static uint8_t pattern[1024];
 static volatile uint8_t sink;
 
@@ -480,6 +481,14 @@ static void op_wait(fuzz_state *f)
     check_invariants(f);
 }
 
+/* mqtt.h: the next attempt comes after a random delay of at most the cap
+ * (backoff_cap_ms, 60000 by default here). */
+static void check_backoff(fuzz_state *f)
+{
+    if (moat_mqtt_get_state(&f->c) == MOAT_MQTT_BACKOFF)
+        CHECK(moat_mqtt_next_timeout(&f->c, f->now) <= 60000u);
+}
+
 static void op_link_down(fuzz_state *f)
 {
     moat_err err = link_errors[take(f) & 3u];
@@ -490,6 +499,24 @@ static void op_link_down(fuzz_state *f)
     /* A link lost after a requested DISCONNECT ends in IDLE. */
     CHECK(moat_mqtt_get_state(&f->c) ==
           (was == MOAT_MQTT_CLOSING ? MOAT_MQTT_IDLE : MOAT_MQTT_BACKOFF));
+    check_backoff(f);
+    check_invariants(f);
+}
+
+/* The port could not open the transport when an attempt was due. */
+static void op_attempt_fails(fuzz_state *f)
+{
+    moat_err err = link_errors[take(f) & 3u];
+    int i;
+
+    if (moat_mqtt_get_state(&f->c) != MOAT_MQTT_BACKOFF)
+        return;
+    for (i = 0; i < 4 && !moat_mqtt_connect_due(&f->c, f->now); i++)
+        f->now += moat_mqtt_next_timeout(&f->c, f->now);
+    CHECK(moat_mqtt_connect_due(&f->c, f->now));
+    moat_mqtt_link_down(&f->c, err, f->now);
+    CHECK(moat_mqtt_get_state(&f->c) == MOAT_MQTT_BACKOFF);
+    check_backoff(f);
     check_invariants(f);
 }
 
@@ -590,7 +617,8 @@ static void op_pump(fuzz_state *f)
  * Byte 0: bit 0 large-message policy (1 stream, 0 refuse), bit 1 clean
  * session, bit 2 start just before the 32-bit millisecond clock wraps,
  * bits 3-4 keep-alive (0, 1, 5 or 60 s), bit 5 random() always 0, bit 6
- * the application publishes a result for every message from the callback.
+ * the application publishes a result for every message from the callback,
+ * bit 7 a send window (max_inflight) of 1.
  */
 static void setup(fuzz_state *f, uint8_t cfg)
 {
@@ -609,6 +637,7 @@ static void setup(fuzz_state *f, uint8_t cfg)
     f->cfg.keepalive_s = keepalive[(cfg >> 3) & 3u];
     f->zero_random = (cfg >> 5) & 1u;
     f->app_replies = (cfg >> 6) & 1u;
+    f->cfg.max_inflight = (cfg & 0x80u) ? 1u : 0u;
     f->cfg.random = fuzz_random;
     f->cfg.on_event = on_event;
     f->cfg.user = f;
@@ -622,6 +651,7 @@ static void setup(fuzz_state *f, uint8_t cfg)
     f->bufs.store_size = STORE_SIZE;
     f->bufs.inflight = malloc(SLOTS * sizeof(moat_mqtt_inflight));
     f->bufs.inflight_count = SLOTS;
+    f->bufs.qos2_set = (cfg & 0x80u) ? qos2_set : NULL; /* both QoS 2 trackers */
     CHECK(f->bufs.tx && f->bufs.rx && f->bufs.store && f->bufs.inflight);
 
     CHECK(moat_mqtt_init(&f->c, &f->cfg, &f->bufs) == MOAT_OK);
@@ -697,7 +727,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 0xC:
             op_wait(f);
             break;
-        default: /* 0xD-0xF: feed 16 * ((op >> 4) + 1) bytes */
+        case 0xD:
+            op_attempt_fails(f);
+            break;
+        default: /* 0xE-0xF: feed 16 * ((op >> 4) + 1) bytes */
             n = 16u * ((size_t)(op >> 4) + 1u);
             if (n > f->left)
                 n = f->left;

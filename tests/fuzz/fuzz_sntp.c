@@ -6,7 +6,8 @@
  * each operation is one byte whose low nibble selects it, followed by its
  * parameter bytes (missing bytes read as 0):
  *   0  output: take the due request (high nibble 0xF: a 47-byte buffer)
- *   1  time passes: now += u16 << (high nibble), then the clock is read
+ *   1  time passes: now += u16 << min(high nibble, 14); output runs first
+ *      if the engine would otherwise go 2^31 ms without it
  *   2  a datagram: length byte n, then n bytes. High nibble bit 0 writes the
  *      nonce of the last request into the originate field (so the fuzzer
  *      gets past the anti-spoofing check), bit 1 truncates it to 47 bytes
@@ -62,6 +63,7 @@ typedef struct fuzz_state {
     int64_t sync_ms;
     uint32_t sync_at;
     uint64_t since;       /* ms since sync_at, counted without wrapping */
+    uint64_t idle;        /* ms since output or start last ran */
 } fuzz_state;
 
 static fuzz_state F;
@@ -148,6 +150,8 @@ static void op_output(fuzz_state *f, bool short_buf)
 
     memset(buf, 0xA5, sizeof(buf));
     e = moat_sntp_output(&f->s, buf, short_buf ? 47u : 48u, &len, f->now);
+    if (e != MOAT_ERR_NO_SPACE)
+        f->idle = 0; /* a request refused for want of room is still due */
     CHECK(e == MOAT_OK || e == MOAT_ERR_NO_SPACE || e == MOAT_ERR_SNTP_TIMEOUT ||
           e == MOAT_ERR_SNTP_BAD_REPLY || e == MOAT_ERR_SNTP_UNSYNC || e == MOAT_ERR_SNTP_EARLY);
     CHECK(len == 0 || len == MOAT_SNTP_PACKET_SIZE);
@@ -296,8 +300,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 1: {
             uint32_t lo = take(f), hi8 = take(f);
             uint32_t step = ((hi8 << 8) | lo) << (hi > 14 ? 14 : hi); /* < 2^30 */
+            /* The caller's side of the timer contract (moat/timer.h): a
+             * deadline is never left 2^31 ms behind, because a loop calls
+             * output at least when next_timeout says. */
+            if (f->idle + step >= 0x80000000u)
+                op_output(f, false);
             f->now += step;
             f->since += step;
+            f->idle += step;
             break;
         }
         case 2:
@@ -306,6 +316,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         case 3:
             CHECK(moat_sntp_start(&f->s, f->now) == MOAT_OK);
             CHECK(moat_sntp_get_state(&f->s) == MOAT_SNTP_DUE);
+            f->idle = 0;
             CHECK(moat_sntp_next_timeout(&f->s, f->now) == 0);
             break;
         case 4:

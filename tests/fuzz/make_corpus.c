@@ -326,6 +326,8 @@ static void decode_corpus(void)
 #define OP_RECONNECT 0x0Au
 #define OP_PUMP 0x0Bu
 #define OP_WAIT 0x0Cu
+#define OP_ATTEMPT_FAILS 0x0Du
+#define WINDOW1 0x80u /* config: max_inflight 1 */
 
 /* Feed a packet in chunks of at most `chunk` bytes. */
 static void feed(bytes *o, const bytes *pkt, size_t chunk)
@@ -497,6 +499,28 @@ static void client_corpus(void)
         u8(o, OP_LINK_DOWN); u8(o, 2);
         u8(o, OP_RECONNECT); u8(o, 1);  /* CONNACK without session */
         u8(o, OP_DRAIN);
+    });
+    C("attempt-fails", CLEAN, {
+        u8(o, OP_LINK_DOWN); u8(o, 0);
+        u8(o, OP_ATTEMPT_FAILS); u8(o, 3);
+        u8(o, OP_ATTEMPT_FAILS); u8(o, 3);
+        u8(o, OP_ATTEMPT_FAILS); u8(o, 0);
+        u8(o, OP_PUBLISH); u8(o, 0x01); u8(o, 3);
+        u8(o, OP_RECONNECT); u8(o, 1);
+        u8(o, OP_DRAIN);
+    });
+    C("send-window", CLEAN | WINDOW1, {
+        u8(o, OP_PUBLISH); u8(o, 0x01); u8(o, 10);
+        u8(o, OP_PUBLISH); u8(o, 0x02); u8(o, 10);
+        u8(o, OP_PUBLISH); u8(o, 0x01); u8(o, 10);
+        u8(o, OP_DRAIN);
+        FEED(o, 255, ack(o, PUBACK, 1));
+        u8(o, OP_DRAIN);
+        FEED(o, 255, ack(o, PUBREC, 2));
+        u8(o, OP_DRAIN);
+        FEED(o, 255, ack(o, PUBCOMP, 2));
+        u8(o, OP_DRAIN);
+        FEED(o, 255, ack(o, PUBACK, 3));
     });
     C("disconnect", CLEAN, {
         u8(o, OP_PUBLISH); u8(o, 0x00); u8(o, 3);

@@ -249,6 +249,7 @@ void itest_client_init(itest_client *c, const itest_client_opts *o, uint16_t por
     c->bufs.rx = xrealloc(NULL, c->bufs.rx_size);
     c->bufs.store = xrealloc(NULL, c->bufs.store_size);
     c->bufs.inflight = xrealloc(NULL, c->bufs.inflight_count * sizeof(moat_mqtt_inflight));
+    c->bufs.qos2_set = xrealloc(NULL, MOAT_MQTT_QOS2_SET_SIZE); /* init zeroes it */
 
     moat_err r = moat_mqtt_init(&c->mqtt, cfg, &c->bufs);
     ITEST_CHECK(r == MOAT_OK, "moat_mqtt_init(%s): %s (%d)", c->id, moat_strerror(r), r);
@@ -285,6 +286,7 @@ void itest_client_free(itest_client *c)
     free(c->bufs.rx);
     free(c->bufs.store);
     free(c->bufs.inflight);
+    free(c->bufs.qos2_set);
     memset(c, 0, sizeof(*c));
     c->tcp.fd = -1;
 }

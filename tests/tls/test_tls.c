@@ -583,7 +583,7 @@ static void mqtt_up(conn *c)
 {
     uint32_t now = moat_clock_ms();
     moat_mqtt_buffers b = { c->tx, sizeof(c->tx), c->rx, sizeof(c->rx),
-                            c->store, sizeof(c->store), c->win, 8 };
+                            c->store, sizeof(c->store), c->win, 8, NULL };
     c->mcfg.client_id = "moat-dev-1";
     c->mcfg.clean_session = true;
     c->mcfg.keepalive_s = 30;

@@ -46,6 +46,7 @@ typedef struct H {
     uint8_t rx[512];
     uint8_t store[4096];
     moat_mqtt_inflight win[16];
+    uint8_t *qos2_set;      /* optional incoming QoS 2 id set (NULL: slots) */
     size_t tx_size, rx_size, store_size, win_count;
     ev_rec ev[MAXEV];
     size_t nev;
@@ -137,6 +138,8 @@ static inline H *h_new(void)
 static inline void h_init(H *h)
 {
     moat_mqtt_buffers b;
+    memset(&b, 0, sizeof(b));
+    b.qos2_set = h->qos2_set;
     b.tx = h->tx;
     b.tx_size = h->tx_size;
     b.rx = h->rx;

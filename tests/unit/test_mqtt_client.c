@@ -901,6 +901,79 @@ static void incoming_qos2_takes_a_window_slot(void **state)
     free(h);
 }
 
+/* Feed a QoS 2 PUBLISH (first byte 0x34, or 0x3C with DUP) to topic "q" with
+ * packet id `id`, and expect exactly its PUBREC out. */
+static void feed_qos2(H *h, uint8_t first, uint8_t id)
+{
+    const uint8_t in[] = { first, 0x05, 0x00, 0x01, 'q', 0x00, id };
+    assert_int_equal(feed(h, in, sizeof in), MOAT_OK);
+    drain(h);
+    assert_int_equal(h->out_len, 4);
+    assert_int_equal(h->out[0], 0x50);
+    assert_int_equal(h->out[3], id);
+}
+
+/* With the id set, incoming QoS 2 is exactly-once however many arrive at
+ * once, without taking window slots; it follows the session like slots do. */
+static void qos2_set_exactly_once_beyond_the_window(void **state)
+{
+    (void)state;
+    H *h = h_new();
+    uint8_t *set = malloc(MOAT_MQTT_QOS2_SET_SIZE);
+    memset(set, 0xA5, MOAT_MQTT_QOS2_SET_SIZE); /* init must clear it */
+    h->qos2_set = set;
+    h->win_count = 1;
+    h->cfg.clean_session = false;
+    h_init(h);
+    h_connect(h);
+    for (uint8_t id = 1; id <= 5; id++)
+        feed_qos2(h, 0x34, id);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_MESSAGE), 5);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_ERROR), 0);
+    assert_int_equal(moat_mqtt_inflight_used(&h->c), 0);
+    /* the broker resends them all after a reconnect: none delivered again */
+    moat_mqtt_link_down(&h->c, MOAT_ERR_IO, h->now);
+    go_online(h, true);
+    for (uint8_t id = 1; id <= 5; id++)
+        feed_qos2(h, 0x3C, id);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_MESSAGE), 5);
+    /* released: the id may carry a new message */
+    FEED_OK(h, 0x62, 0x02, 0x00, 0x03);
+    EXPECT_OUT(h, 0x70, 0x02, 0x00, 0x03);
+    FEED_OK(h, 0x34, 0x05, 0x00, 0x01, 'q', 0x00, 0x03);
+    EXPECT_OUT(h, 0x50, 0x02, 0x00, 0x03);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_MESSAGE), 6);
+    /* a session the broker did not keep: the set is forgotten */
+    moat_mqtt_link_down(&h->c, MOAT_ERR_IO, h->now);
+    go_online(h, false);
+    FEED_OK(h, 0x34, 0x05, 0x00, 0x01, 'q', 0x00, 0x01);
+    EXPECT_OUT(h, 0x50, 0x02, 0x00, 0x01);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_MESSAGE), 7);
+    free(set);
+    free(h);
+}
+
+/* Without the set and with no slot free, a QoS 2 message is delivered and
+ * acknowledged untracked, after an ERROR event that says so. */
+static void qos2_window_full_without_set_is_reported(void **state)
+{
+    (void)state;
+    H *h = h_new();
+    h->win_count = 1;
+    h_init(h);
+    h_connect(h);
+    FEED_OK(h, 0x34, 0x05, 0x00, 0x01, 'q', 0x00, 0x01);
+    EXPECT_OUT(h, 0x50, 0x02, 0x00, 0x01);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_ERROR), 0);
+    FEED_OK(h, 0x34, 0x05, 0x00, 0x01, 'q', 0x00, 0x02);
+    EXPECT_OUT(h, 0x50, 0x02, 0x00, 0x02);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_MESSAGE), 2);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_ERROR), 1);
+    assert_int_equal(ev_nth(h, MOAT_MQTT_EV_ERROR, 0)->err, MOAT_ERR_WINDOW_FULL);
+    assert_int_equal(moat_mqtt_get_state(&h->c), MOAT_MQTT_CONNECTED);
+    free(h);
+}
+
 /* ------------------------------------------------ unsolicited packets -- */
 
 static void unsolicited_acks(void **state)
@@ -2175,6 +2248,8 @@ int main(void)
         cmocka_unit_test(qos1_incoming_puback),
         cmocka_unit_test(qos2_incoming_exactly_once),
         cmocka_unit_test(incoming_qos2_takes_a_window_slot),
+        cmocka_unit_test(qos2_set_exactly_once_beyond_the_window),
+        cmocka_unit_test(qos2_window_full_without_set_is_reported),
         cmocka_unit_test(unsolicited_acks),
         cmocka_unit_test(subscribe_suback_with_failure),
         cmocka_unit_test(subscribe_all_granted),
