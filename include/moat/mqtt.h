@@ -293,8 +293,7 @@ typedef struct moat_mqtt_config {
 
 /* One slot of the in-flight window. Opaque to the caller: give an array. */
 typedef struct moat_mqtt_inflight {
-    uint32_t off;       /* stored PUBLISH in the store buffer */
-    uint32_t len;       /* its size; SUBSCRIBE: filter count */
+    uint32_t len;       /* stored PUBLISH size; SUBSCRIBE: filter count */
     uint16_t packet_id;
     uint8_t kind;
     uint8_t flags;

@@ -5,8 +5,9 @@
  *
  * Invariants kept by every function here:
  *  - win[0..win_used) are the in-flight slots, oldest first.
- *  - Slots of kind PUB1/PUB2 own store[off..off+len); those byte ranges are in
- *    slot order and packed from store[0], so store_len is their sum.
+ *  - Slots of kind PUB1/PUB2 own len bytes of store; those byte ranges are in
+ *    slot order and packed from store[0], so a slot's offset is the sum of
+ *    the lengths before it, and store_len is the sum of all.
  *  - F_TX is set on a slot whose packet is in tx or was sent on this link;
  *    F_SENT on one that was ever sent, which makes a resend carry DUP.
  *  - tx[0..tx_len) are whole packets; the caller removes sent bytes from the
@@ -81,17 +82,23 @@ static bool holds_store(const moat_mqtt_inflight *s)
     return s->kind == K_PUB1 || s->kind == K_PUB2;
 }
 
+/* Where a slot's bytes start in the store. */
+static uint32_t store_off(const moat_mqtt_client *c, const moat_mqtt_inflight *s)
+{
+    uint32_t off = 0;
+    for (const moat_mqtt_inflight *t = c->win; t < s; t++)
+        off += holds_store(t) ? t->len : 0;
+    return off;
+}
+
 /* Give back a slot's store bytes, keeping the store packed. */
 static void store_release(moat_mqtt_client *c, moat_mqtt_inflight *s)
 {
-    uint32_t end = s->off + s->len;
-    if (!holds_store(s) || s->len == 0)
+    uint32_t off = store_off(c, s);
+    if (!holds_store(s))
         return;
-    memmove(c->store + s->off, c->store + end, c->store_len - end);
+    memmove(c->store + off, c->store + off + s->len, c->store_len - off - s->len);
     c->store_len -= s->len;
-    for (uint16_t i = 0; i < c->win_used; i++)
-        if (holds_store(&c->win[i]) && c->win[i].off >= end)
-            c->win[i].off -= s->len;
     s->len = 0;
 }
 
@@ -111,7 +118,6 @@ static moat_mqtt_inflight *slot_add(moat_mqtt_client *c, uint8_t kind, uint16_t 
     s = &c->win[c->win_used++];
     s->kind = kind;
     s->packet_id = id;
-    s->off = c->store_len;
     s->len = len;
     s->flags = 0;
     return s;
@@ -184,7 +190,7 @@ static void flush_queue(moat_mqtt_client *c)
         if (holds_store(s)) {
             if (s->len > tx_free(c))
                 return;
-            memcpy(c->tx + c->tx_len, c->store + s->off, s->len);
+            memcpy(c->tx + c->tx_len, c->store + store_off(c, s), s->len);
             if (s->flags & F_SENT)
                 c->tx[c->tx_len] |= 0x08u; /* DUP: MQTT-3.3.1-1 */
             c->tx_len += s->len;
@@ -223,8 +229,8 @@ moat_err moat_mqtt_init(moat_mqtt_client *c, const moat_mqtt_config *cfg,
     if (!b->tx || !b->rx || !cfg->random || !cfg->client_id || b->tx_size < 16 ||
         b->rx_size < 8 || b->inflight_count > 0xFFFEu || (b->inflight_count && !b->inflight) ||
         (b->store_size && !b->store) ||
-        ((b->tx_size | b->rx_size | b->store_size) >> 31) || cfg->will_qos > 2)
-        return MOAT_ERR_ARG;
+        ((b->tx_size | b->rx_size | b->store_size) >> 31))
+        return MOAT_ERR_ARG; /* the will and strings are checked at link_up */
     memset(c, 0, sizeof(*c));
     c->cfg = cfg;
     c->tx = b->tx;
@@ -238,8 +244,7 @@ moat_err moat_mqtt_init(moat_mqtt_client *c, const moat_mqtt_config *cfg,
     c->qos2_set = b->qos2_set;
     if (c->qos2_set)
         memset(c->qos2_set, 0, MOAT_MQTT_QOS2_SET_SIZE);
-    c->next_id = 1;
-    c->state = MOAT_MQTT_IDLE;
+    c->next_id = 1; /* and state IDLE, by the memset */
     return MOAT_OK;
 }
 
@@ -416,13 +421,12 @@ moat_err moat_mqtt_publish(moat_mqtt_client *c, const moat_mqtt_message *m,
                            uint16_t *packet_id, uint32_t now_ms)
 {
     moat_mqtt_publish_pkt p;
-    moat_mqtt_inflight *s;
+    uint8_t *dst = c->tx + c->tx_len;
+    uint32_t room = tx_free(c);
     size_t n;
     moat_err e;
     (void)now_ms;
 
-    if (m->qos > 2)
-        return MOAT_ERR_QOS;
     memset(&p, 0, sizeof(p));
     if (!cstr(&p.topic, m->topic))
         return MOAT_ERR_TOPIC;
@@ -430,34 +434,30 @@ moat_err moat_mqtt_publish(moat_mqtt_client *c, const moat_mqtt_message *m,
     p.retain = m->retain;
     p.payload = m->payload;
     p.payload_len = m->len;
-    if (m->qos == 0) {
-        if (!linked(c))
-            return MOAT_ERR_STATE;
-        e = moat_mqtt_encode_publish(c->tx + c->tx_len, tx_free(c), &n, &p);
-        if (e != MOAT_OK)
-            return space_err(c, e);
-        c->tx_len += (uint32_t)n;
-        if (packet_id)
-            *packet_id = 0;
-        return MOAT_OK;
-    }
-    if (c->state == MOAT_MQTT_IDLE || c->state == MOAT_MQTT_CLOSING)
+    /* QoS 0 goes straight to tx, connected only. QoS 1/2 goes to the store,
+     * also while the link is down, and is sent from there. */
+    if (m->qos == 0 ? !linked(c) : c->state == MOAT_MQTT_IDLE || c->state == MOAT_MQTT_CLOSING)
         return MOAT_ERR_STATE;
-    if (c->win_used >= c->win_count)
-        return MOAT_ERR_WINDOW_FULL;
-    p.packet_id = next_packet_id(c);
-    e = moat_mqtt_encode_publish(c->store + c->store_len, c->store_size - c->store_len, &n, &p);
-    if (e == MOAT_ERR_NO_SPACE)
-        return MOAT_ERR_WINDOW_FULL;
+    if (m->qos > 0) {
+        if (c->win_used >= c->win_count)
+            return MOAT_ERR_WINDOW_FULL;
+        p.packet_id = next_packet_id(c);
+        dst = c->store + c->store_len;
+        room = c->store_size - c->store_len;
+    }
+    e = moat_mqtt_encode_publish(dst, room, &n, &p);
     if (e != MOAT_OK)
-        return e;
-    if (n > c->tx_size)
-        return MOAT_ERR_NO_SPACE; /* could never be sent */
-    s = slot_add(c, m->qos == 1 ? K_PUB1 : K_PUB2, p.packet_id, (uint32_t)n);
-    c->store_len += (uint32_t)n;
-    (void)s;
+        return m->qos == 0 ? space_err(c, e) : e == MOAT_ERR_NO_SPACE ? MOAT_ERR_WINDOW_FULL : e;
     if (packet_id)
         *packet_id = p.packet_id;
+    if (m->qos == 0) {
+        c->tx_len += (uint32_t)n;
+        return MOAT_OK;
+    }
+    if (n > c->tx_size)
+        return MOAT_ERR_NO_SPACE; /* could never be sent */
+    slot_add(c, m->qos == 1 ? K_PUB1 : K_PUB2, p.packet_id, (uint32_t)n);
+    c->store_len += (uint32_t)n;
     flush_queue(c);
     return MOAT_OK;
 }
@@ -473,10 +473,8 @@ static moat_err sublist_request(moat_mqtt_client *c, uint8_t kind, const moat_mq
     if (c->win_used >= c->win_count)
         return MOAT_ERR_WINDOW_FULL;
     id = next_packet_id(c);
-    if (kind == K_SUB)
-        e = moat_mqtt_encode_subscribe(c->tx + c->tx_len, tx_free(c), &n, id, subs, count);
-    else
-        e = moat_mqtt_encode_unsubscribe(c->tx + c->tx_len, tx_free(c), &n, id, subs, count);
+    e = (kind == K_SUB ? moat_mqtt_encode_subscribe : moat_mqtt_encode_unsubscribe)(
+        c->tx + c->tx_len, tx_free(c), &n, id, subs, count);
     if (e != MOAT_OK)
         return space_err(c, e);
     c->tx_len += (uint32_t)n;
@@ -516,27 +514,23 @@ static uint32_t ping_timeout(const moat_mqtt_client *c)
 moat_err moat_mqtt_tick(moat_mqtt_client *c, uint32_t now_ms)
 {
     uint32_t ka = (uint32_t)c->cfg->keepalive_s * 1000u;
-    size_t n;
+    bool connack = c->state == MOAT_MQTT_WAIT_CONNACK;
+    bool waiting = connack || (c->flags & CF_PING);
 
-    if (c->state == MOAT_MQTT_WAIT_CONNACK && moat_time_reached(now_ms, c->deadline_ms))
-        return fail(c, MOAT_ERR_CONNACK_TIMEOUT, now_ms);
-    if (c->state != MOAT_MQTT_CONNECTED || ka == 0)
+    if (waiting && moat_time_reached(now_ms, c->deadline_ms))
+        return fail(c, connack ? MOAT_ERR_CONNACK_TIMEOUT : MOAT_ERR_KEEPALIVE, now_ms);
+    if (c->state != MOAT_MQTT_CONNECTED || ka == 0 || waiting ||
+        moat_elapsed(c->last_tx_ms, now_ms) < ka)
         return MOAT_OK;
-    if (c->flags & CF_PING) {
-        if (moat_time_reached(now_ms, c->deadline_ms))
-            return fail(c, MOAT_ERR_KEEPALIVE, now_ms);
-        return MOAT_OK;
+    /* Idle for keepalive_s: PINGREQ. When tx cannot take even that, nothing
+     * has left for keepalive_s: the deadline runs all the same, so a stalled
+     * link is declared dead within keepalive + ping timeout. */
+    if (c->tx_size - c->tx_len >= 2) {
+        c->tx[c->tx_len++] = MOAT_MQTT_PINGREQ << 4;
+        c->tx[c->tx_len++] = 0;
     }
-    if (moat_elapsed(c->last_tx_ms, now_ms) < ka)
-        return MOAT_OK;
-    if (moat_mqtt_encode_empty(c->tx + c->tx_len, c->tx_size - c->tx_len, &n,
-                               MOAT_MQTT_PINGREQ) == MOAT_OK) {
-        c->tx_len += (uint32_t)n;
-        c->flags |= CF_PING;
-        c->deadline_ms = now_ms + ping_timeout(c);
-    } else if (moat_elapsed(c->last_tx_ms, now_ms) >= ka + ping_timeout(c)) {
-        return fail(c, MOAT_ERR_KEEPALIVE, now_ms); /* nothing leaves: stuck */
-    }
+    c->flags |= CF_PING;
+    c->deadline_ms = now_ms + ping_timeout(c);
     return MOAT_OK;
 }
 
@@ -866,10 +860,8 @@ static size_t rx_step(moat_mqtt_client *c, const uint8_t *d, size_t len, moat_er
         c->rx_len += (uint32_t)n;
         if (c->rx_len == want && c->rx_state == RX_BODY)
             c->rx_state = RX_READY;
-        else if (c->rx_len == want && want > 2)
-            *err = begin_large(c);
-        else if (c->rx_len == want && head_size(c) == 2)
-            *err = MOAT_ERR_TOPIC; /* empty topic name */
+        else if (c->rx_len == want && head_size(c) == want)
+            *err = begin_large(c); /* the whole variable header is in */
         return n;
     default: /* RX_STREAM, RX_SKIP */
         n = c->rx_remaining - c->rx_body < len ? c->rx_remaining - c->rx_body : len;

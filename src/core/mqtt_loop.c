@@ -32,10 +32,8 @@ static moat_err send_all(moat_mqtt_client *c, const moat_transport *t, uint32_t 
 static moat_err read_some(moat_mqtt_client *c, const moat_transport *t, uint32_t now_ms)
 {
     uint8_t chunk[MOAT_MQTT_IO_CHUNK];
-    size_t pending, want, used;
+    size_t want = c->tx_size - c->tx_len, used;
     long n;
-    moat_mqtt_output(c, &pending);
-    want = c->tx_size - pending;
     if (want <= 4)
         return MOAT_ERR_WOULD_BLOCK;
     want -= 4;
@@ -55,9 +53,8 @@ static moat_err read_some(moat_mqtt_client *c, const moat_transport *t, uint32_t
 moat_err moat_mqtt_pump(moat_mqtt_client *c, const moat_transport *t, uint32_t now_ms)
 {
     moat_err e = MOAT_OK;
-    moat_mqtt_state st = moat_mqtt_get_state(c);
-    if (st != MOAT_MQTT_WAIT_CONNACK && st != MOAT_MQTT_CONNECTED && st != MOAT_MQTT_CLOSING)
-        return MOAT_ERR_STATE;
+    if (c->state < MOAT_MQTT_WAIT_CONNACK)
+        return MOAT_ERR_STATE; /* IDLE or BACKOFF: no link */
 
     for (int i = 0; i < PUMP_READS && e == MOAT_OK; i++) {
         if ((e = send_all(c, t, now_ms)) != MOAT_OK)
@@ -70,16 +67,12 @@ moat_err moat_mqtt_pump(moat_mqtt_client *c, const moat_transport *t, uint32_t n
         e = moat_mqtt_tick(c, now_ms);
     if (e == MOAT_OK)
         e = send_all(c, t, now_ms);
-    if (e == MOAT_OK && moat_mqtt_get_state(c) == MOAT_MQTT_CLOSING) {
-        size_t left;
-        moat_mqtt_output(c, &left);
-        if (left == 0) {
-            moat_mqtt_link_down(c, MOAT_OK, now_ms);
-            return MOAT_ERR_CLOSED;
-        }
+    if (e == MOAT_OK && c->state == MOAT_MQTT_CLOSING && c->tx_len == 0) {
+        moat_mqtt_link_down(c, MOAT_OK, now_ms);
+        return MOAT_ERR_CLOSED;
     }
-    if (e != MOAT_OK && moat_mqtt_get_state(c) != MOAT_MQTT_BACKOFF &&
-        moat_mqtt_get_state(c) != MOAT_MQTT_IDLE)
-        moat_mqtt_link_down(c, e, now_ms);
+    if (e != MOAT_OK && c->state >= MOAT_MQTT_WAIT_CONNACK)
+        moat_mqtt_link_down(c, e, now_ms); /* a transport error: the engine
+                                              took itself down for its own */
     return e;
 }
