@@ -45,6 +45,7 @@ unit: build
 
 size: deps
 	@sh scripts/size.sh
+	@sh scripts/size-tls.sh
 
 fuzz: deps
 	CC=clang cmake -S . -B $(BUILD_FUZZ) -DCMAKE_BUILD_TYPE=RelWithDebInfo -DMOAT_FUZZ=ON

@@ -20,6 +20,7 @@ COMPONENTS='
 mqtt_engine        src/core/mqtt_codec.c src/core/mqtt_client.c src/core/mqtt_loop.c src/core/mqtt_topic.c
 mqtt_codec_server  src/core/mqtt_codec_server.c
 mqtt_match         src/core/mqtt_match.c
+sntp               src/core/sntp.c
 strerror           src/core/error.c
 '
 
@@ -27,6 +28,7 @@ strerror           src/core/error.c
 TYPES='
 moat_mqtt_client   moat_mqtt_client   moat/mqtt.h
 moat_mqtt_inflight moat_mqtt_inflight moat/mqtt.h
+moat_sntp          moat_sntp          moat/sntp.h
 '
 
 # <SIZE|SIZEOF> <name> <target> <limit>: the figure must be below the limit.
