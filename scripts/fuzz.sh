@@ -7,7 +7,8 @@
 # Each harness runs for <seconds> on its own copy of the committed seed corpus,
 # <build-dir>/fuzz/<harness>/corpus, which grows from run to run; the committed
 # corpus is never written. Harnesses run side by side, up to FUZZ_JOBS (default:
-# the number of CPUs) at a time. Logs and crash reproducers go to
+# the number of CPUs) at a time; FUZZ_HARNESSES="fuzz_a fuzz_b" runs only those.
+# Logs and crash reproducers go to
 # <build-dir>/fuzz/<harness>/run-<time>/. One line per harness:
 #   FUZZ <harness> execs=<n> seconds=<s> crashes=<n>
 # Exits non-zero if any harness crashed or could not run.
@@ -34,6 +35,12 @@ harnesses=""
 for src in tests/fuzz/fuzz_*.c; do
     [ -f "$src" ] || continue
     h=$(basename "$src" .c)
+    if [ -n "${FUZZ_HARNESSES:-}" ]; then
+        case " $FUZZ_HARNESSES " in
+        *" $h "*) ;;
+        *) continue ;;
+        esac
+    fi
     bin=$build/tests/fuzz/$h
     if [ ! -x "$bin" ]; then
         echo "fuzz: $bin is not built; configure $build with CC=clang -DMOAT_FUZZ=ON" >&2
@@ -45,7 +52,7 @@ for src in tests/fuzz/fuzz_*.c; do
     fi
     harnesses="$harnesses $h"
 done
-[ -n "$harnesses" ] || { echo "fuzz: no harnesses in tests/fuzz" >&2; exit 1; }
+[ -n "$harnesses" ] || { echo "fuzz: no harnesses in tests/fuzz${FUZZ_HARNESSES:+ named $FUZZ_HARNESSES}" >&2; exit 1; }
 
 # run_one <harness>: the fuzzer in the background; leaves rc, start, end.
 run_one() {

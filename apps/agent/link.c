@@ -1,0 +1,264 @@
+/*
+ * link.c - the agent's byte stream to the broker: TCP, then mutual TLS.
+ *
+ * Credentials are loaded once per configuration (ag_link_load), so a lost
+ * link reconnects with TCP + TLS only, offering the saved TLS session.
+ * The clock is the agent's time source (timesrc.c): moat_tls refuses to
+ * start a handshake while it is not valid, and this file never calls
+ * connect_start before the agent's state machine has seen a valid clock.
+ * Verification is never optional: the broker's chain must lead to cafile
+ * and its certificate must name mqttserver.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#include <mbedtls/oid.h>
+#include <mbedtls/x509_crt.h>
+
+#include "agent.h"
+
+static moat_err tls_failed(ag_link *l, moat_err err)
+{
+    l->why_err = err;
+    snprintf(l->why, sizeof l->why, "%s", moat_tls_last_error(&l->tls));
+    return err;
+}
+
+static long link_send(void *ctx, const uint8_t *buf, size_t len)
+{
+    ag_link *l = ctx;
+    long n = l->tls_t.send(l->tls_t.ctx, buf, len);
+
+    if (n < 0 && n != MOAT_ERR_WOULD_BLOCK)
+        tls_failed(l, (moat_err)n);
+    return n;
+}
+
+static long link_recv(void *ctx, uint8_t *buf, size_t len)
+{
+    ag_link *l = ctx;
+    long n = l->tls_t.recv(l->tls_t.ctx, buf, len);
+
+    if (n < 0 && n != MOAT_ERR_WOULD_BLOCK)
+        tls_failed(l, (moat_err)n);
+    return n;
+}
+
+void ag_link_init(ag_link *l)
+{
+    memset(l, 0, sizeof *l);
+    moat_tcp_init(&l->tcp);
+}
+
+/* The notAfter of our own certificate, for the status document. */
+static bool cert_expiry(const char *path, int64_t *unix_s, char *cn, size_t cn_cap)
+{
+    mbedtls_x509_crt crt;
+    const mbedtls_x509_time *t;
+    const mbedtls_x509_name *n;
+    struct tm tm;
+    bool ok = false;
+
+    mbedtls_x509_crt_init(&crt);
+    if (mbedtls_x509_crt_parse_file(&crt, path) == 0) {
+        t = &crt.valid_to;
+        memset(&tm, 0, sizeof tm);
+        tm.tm_year = t->year - 1900;
+        tm.tm_mon = t->mon - 1;
+        tm.tm_mday = t->day;
+        tm.tm_hour = t->hour;
+        tm.tm_min = t->min;
+        tm.tm_sec = t->sec;
+        *unix_s = (int64_t)timegm(&tm);
+        cn[0] = '\0';
+        for (n = &crt.subject; n != NULL; n = n->next) {
+            if (MBEDTLS_OID_CMP(MBEDTLS_OID_AT_CN, &n->oid) == 0) {
+                snprintf(cn, cn_cap, "%.*s", (int)n->val.len, (const char *)n->val.p);
+                break;
+            }
+        }
+        ok = true;
+    }
+    mbedtls_x509_crt_free(&crt);
+    return ok;
+}
+
+moat_err ag_link_load(ag_link *l, const moat_config *cfg, ag_time *clock)
+{
+    moat_err err;
+
+    ag_link_unload(l);
+    l->host = cfg->mqttserver;
+    l->port = cfg->mqttport;
+    memset(&l->tls_cfg, 0, sizeof l->tls_cfg);
+    l->tls_cfg.ca.path = cfg->cafile;
+    l->tls_cfg.cert.path = cfg->certfile;
+    l->tls_cfg.key.path = cfg->keyfile;
+    l->tls_cfg.time_now = ag_time_tls_now;
+    l->tls_cfg.time_user = clock;
+    err = moat_tls_init(&l->tls, &l->tls_cfg);
+    if (err != MOAT_OK)
+        return tls_failed(l, err);
+    l->loaded = true;
+    moat_tls_transport(&l->tls, &l->tls_t);
+    l->has_expiry = cert_expiry(cfg->certfile, &l->cert_expiry_s, l->cert_cn,
+                                sizeof l->cert_cn);
+    return MOAT_OK;
+}
+
+void ag_link_unload(ag_link *l)
+{
+    ag_link_close(l);
+    if (l->loaded)
+        moat_tls_free(&l->tls);
+    l->loaded = false;
+}
+
+static moat_err tls_step(ag_link *l)
+{
+    moat_err err = moat_tls_connect_step(&l->tls);
+
+    if (err == MOAT_ERR_WOULD_BLOCK)
+        return err;
+    l->handshaking = false;
+    if (err != MOAT_OK)
+        return tls_failed(l, err);
+    l->tls_open = true;
+    l->t.send = link_send;
+    l->t.recv = link_recv;
+    l->t.ctx = l;
+    ag_log(AG_LOG_DEBUG, "TLS is up with %s:%u: %s, %s", l->host, l->port,
+           moat_tls_ciphersuite(&l->tls),
+           moat_tls_resumed(&l->tls) ? "session resumed"
+                                     : "full handshake, broker certificate verified");
+    return MOAT_OK;
+}
+
+static moat_err tls_start(ag_link *l)
+{
+    moat_tcp_transport(&l->tcp, &l->tcp_t);
+    moat_err err = moat_tls_connect_start(&l->tls, &l->tcp_t, l->host);
+
+    if (err != MOAT_OK)
+        return tls_failed(l, err);
+    l->handshaking = true;
+    return tls_step(l);
+}
+
+moat_err ag_link_open(ag_link *l)
+{
+    moat_err err;
+
+    l->why_err = MOAT_OK;
+    l->why[0] = '\0';
+    l->handshaking = false;
+    l->tls_open = false;
+    if (!l->loaded)
+        return MOAT_ERR_STATE;
+    err = moat_tcp_connect_start(&l->tcp, l->host, l->port);
+    if (err == MOAT_OK)
+        return tls_start(l);
+    return err;
+}
+
+moat_err ag_link_poll(ag_link *l)
+{
+    moat_err err;
+
+    if (l->handshaking)
+        return tls_step(l);
+    err = moat_tcp_connect_poll(&l->tcp);
+    if (err == MOAT_OK)
+        return tls_start(l);
+    return err;
+}
+
+int ag_link_fd(const ag_link *l)
+{
+    return l->tcp.fd;
+}
+
+bool ag_link_tls_started(const ag_link *l)
+{
+    return l->handshaking || l->tls_open;
+}
+
+bool ag_link_want_write(const ag_link *l, bool engine_has_output)
+{
+    if (l->tcp.connecting)
+        return true;
+    if (l->handshaking)
+        return moat_tls_want_write(&l->tls);
+    return engine_has_output;
+}
+
+bool ag_link_pending(const ag_link *l)
+{
+    return l->tls_open && moat_tls_pending(&l->tls);
+}
+
+const char *ag_link_error(const ag_link *l, moat_err err)
+{
+    if (err != MOAT_OK && err == l->why_err && l->why[0] != '\0')
+        return l->why;
+    return moat_strerror(err);
+}
+
+void ag_link_local_ip(const ag_link *l, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+
+    out[0] = '\0';
+    if (l->tcp.fd < 0 || getsockname(l->tcp.fd, (struct sockaddr *)&ss, &len) != 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, out, (socklen_t)cap);
+}
+
+/* One try at close_notify: the socket closes right after either way. */
+void ag_link_close(ag_link *l)
+{
+    if (l->tls_open)
+        moat_tls_close(&l->tls);
+    l->tls_open = false;
+    l->handshaking = false;
+    l->draining = false;
+    moat_tcp_close(&l->tcp);
+}
+
+/*
+ * An orderly end after DISCONNECT: close_notify, then no more writes, then
+ * read until the broker closes its side. Closing a socket that still holds
+ * unread bytes (a late PUBACK) makes the kernel send a reset, and the
+ * broker could then lose the DISCONNECT and publish the will.
+ */
+void ag_link_shutdown(ag_link *l)
+{
+    if (l->tls_open)
+        moat_tls_close(&l->tls);
+    l->tls_open = false;
+    l->handshaking = false;
+    if (l->tcp.fd >= 0)
+        shutdown(l->tcp.fd, SHUT_WR);
+    l->draining = true;
+}
+
+bool ag_link_drained(ag_link *l)
+{
+    uint8_t buf[512];
+    ssize_t n;
+
+    if (l->tcp.fd < 0)
+        return true;
+    while ((n = recv(l->tcp.fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+        ;
+    return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
+}
