@@ -57,6 +57,16 @@ const char *moat_strerror(int err)
     case MOAT_ERR_SNTP_KOD: return "time server sent a kiss-o'-death: backing off";
     case MOAT_ERR_SNTP_RATE: return "time server sent kiss-o'-death RATE (asking too often): backing off";
     case MOAT_ERR_SNTP_DENY: return "time server refused access (kiss-o'-death DENY or RSTR): stopped asking it";
+    case MOAT_ERR_OTA_MAGIC: return "image does not start with \"MOAT\": not a moat image";
+    case MOAT_ERR_OTA_FORMAT: return "image header is malformed or of an unknown format version";
+    case MOAT_ERR_OTA_PRODUCT: return "image is made for another product";
+    case MOAT_ERR_OTA_DOWNGRADE: return "image is older than what runs (lower security counter, or same counter and older version): refused";
+    case MOAT_ERR_OTA_KEY: return "image is signed by a key the device does not trust";
+    case MOAT_ERR_OTA_ROTATION: return "a key rotation record in the image does not verify";
+    case MOAT_ERR_OTA_SIGNATURE: return "image signature does not verify";
+    case MOAT_ERR_OTA_HASH: return "payload SHA-256 does not match the image header: payload changed";
+    case MOAT_ERR_OTA_TRUNCATED: return "image is truncated: it ended before its last byte";
+    case MOAT_ERR_OTA_TOO_LARGE: return "image payload is larger than the slot";
     default: return "unknown error";
     }
 }

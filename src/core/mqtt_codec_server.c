@@ -156,17 +156,9 @@ moat_err moat_mqtt_decode_from_client(uint8_t version, uint8_t type, uint8_t fla
                                       const uint8_t *body, uint32_t remaining,
                                       moat_mqtt_packet *out)
 {
-    if (version != MOAT_MQTT_V311)
-        return MOAT_ERR_ARG;
-    out->type = type;
-    out->flags = flags;
-    out->remaining = remaining;
-    out->props.data = NULL;
-    out->props.len = 0;
-    if (!(CLIENT_TYPES & (1u << type)))
-        return MOAT_ERR_PROTOCOL;
-    if (type != MOAT_MQTT_PUBLISH && flags != fixed_flags(type))
-        return MOAT_ERR_FLAGS;
+    moat_err e = moat_mqtt__decode_start(version, type, flags, remaining, CLIENT_TYPES, out);
+    if (e != MOAT_OK)
+        return e;
     switch (type) {
     case MOAT_MQTT_CONNECT:
         return decode_connect(body, remaining, out);

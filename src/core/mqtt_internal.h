@@ -97,7 +97,26 @@ static inline uint8_t fixed_flags(uint8_t type)
             type == MOAT_MQTT_UNSUBSCRIBE) ? 2u : 0u;
 }
 
-/* Shared by both decode directions. */
+/* Shared by both decode directions. decode_start checks the version, the
+ * type against the allowed set (bit n = type n) and the fixed flags, and
+ * fills the common fields of out. */
+static inline moat_err moat_mqtt__decode_start(uint8_t version, uint8_t type, uint8_t flags,
+                                 uint32_t remaining, uint32_t allowed, moat_mqtt_packet *out)
+{
+    if (version != MOAT_MQTT_V311)
+        return MOAT_ERR_ARG;
+    out->type = type;
+    out->flags = flags;
+    out->remaining = remaining;
+    out->props.data = NULL;
+    out->props.len = 0;
+    if (!(allowed & (1u << type)))
+        return MOAT_ERR_PROTOCOL;
+    if (type != MOAT_MQTT_PUBLISH && flags != fixed_flags(type))
+        return MOAT_ERR_FLAGS;
+    return MOAT_OK;
+}
+
 moat_err moat_mqtt__decode_publish(uint8_t flags, const uint8_t *body,
                                    uint32_t remaining, moat_mqtt_packet *out);
 moat_err moat_mqtt__decode_ack(const uint8_t *body, uint32_t remaining,
