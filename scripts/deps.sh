@@ -10,6 +10,7 @@ PACKAGES="build-essential cmake pkg-config clang libclang-rt-14-dev
  gcc-arm-none-eabi libnewlib-arm-none-eabi gcc-xtensa-lx106
  gcc-avr avr-libc binutils-avr simavr libsimavr-dev
  libpaho-mqtt-dev valgrind openssl iproute2
+ libmicrohttpd-dev libgnutls28-dev
  dpkg-dev gcc-multilib"
 
 missing=""

@@ -443,7 +443,7 @@ static void zones_setup(agent *a, uint32_t now_ms)
     zc.count = a->cfg.zone_count;
     zc.not_exclusive = !a->cfg.zones_exclusive;
     zc.max_s = a->cfg.zone_maxseconds;
-    d.set = ag_relay_set;
+    d.set = ag_relay_spi_active() ? ag_relay_spi_set : ag_relay_set;
     d.ctx = &a->relay;
     if (moat_zones_init(&a->zones, &zc, &d) != MOAT_OK)
         ag_set_error(a, AG_LOG_ERROR, "zones: %s", moat_zones_error(&a->zones));
@@ -493,6 +493,10 @@ int ag_agent_init(agent *a, const ag_opts *o, uint32_t now_ms)
         return AG_EXIT_CONFIG;
     }
     ag_relay_init(&a->relay, o->relay_file);
+    if (o->relay_driver != NULL && !ag_relay_spi_open(o->relay_driver, msg, sizeof msg)) {
+        ag_log(AG_LOG_ERROR, "%s", msg);
+        return AG_EXIT_CONFIG;
+    }
     ag_link_init(&a->link);
     ag_time_init(&a->clock, a->cfg.ntpserver, a->cfg.retrytimeout_ms, now_ms);
     setup(a, false, now_ms);
@@ -503,6 +507,7 @@ void ag_agent_free(agent *a)
 {
     ag_link_unload(&a->link);
     ag_time_free(&a->clock);
+    ag_relay_spi_close();
 }
 
 static void creds_step(agent *a, uint32_t now_ms)
@@ -756,6 +761,10 @@ void ag_agent_service(agent *a, uint32_t now_ms)
 
     if (moat_zones_tick(&a->zones, now_ms) != MOAT_OK)
         ag_set_error(a, AG_LOG_ERROR, "zones: %s", moat_zones_error(&a->zones));
+    if (ag_relay_spi_poll() != MOAT_OK) {
+        ag_set_error(a, AG_LOG_ERROR, "relays: %s", ag_relay_spi_error());
+        moat_zones_all_off(&a->zones, now_ms);
+    }
     if (moat_zones_take_changed(&a->zones))
         a->zones_dirty = true;
     if (a->phase == AG_PHASE_READY) {
@@ -840,6 +849,7 @@ uint32_t ag_agent_next_timeout(agent *a, uint32_t now_ms)
     if (a->phase >= AG_PHASE_MQTT && ag_link_pending(&a->link) && engine_can_read(a))
         t = 0; /* bytes wait inside mbedTLS; the socket will not say so */
     t = min_u32(t, moat_zones_next_timeout(&a->zones, now_ms));
+    t = min_u32(t, ag_relay_spi_next_timeout());
     if (a->phase != AG_PHASE_CLOSING) {
         t = min_u32(t, until(now_ms, a->status_due_ms));
         if (a->phase != AG_PHASE_READY)

@@ -9,6 +9,7 @@
  *   timesrc.c   the clock: SNTP over UDP, or the kernel-synchronised clock
  *   link.c      TCP + mutual TLS to the broker
  *   relay.c     the simulated relay driver (--relay-file)
+ *   relay_spi.c the relays on the moat-avr co-processor (--relay-driver)
  *   watchdog.c  the loop stall check (SIGALRM) and the exit codes it uses
  *   notify.c    systemd's sd_notify datagrams, without libsystemd
  *   log.c       levelled log lines on stderr
@@ -160,6 +161,17 @@ moat_err ag_relay_set(void *ctx, uint8_t bitmap);
 /* Async-signal-safe: every relay off (the watchdog's last act). */
 void ag_relay_off_from_signal(const ag_relay *r);
 
+/* ------------------------------------------------------- relay_spi.c -- */
+
+/* --relay-driver spidev:PATH[@HZ] or simavr:ELF: the moat-avr co-processor. */
+bool ag_relay_spi_open(const char *spec, char *why, size_t cap);
+bool ag_relay_spi_active(void);
+moat_err ag_relay_spi_set(void *ctx, uint8_t bitmap); /* ctx: the ag_relay */
+moat_err ag_relay_spi_poll(void); /* the heartbeat; a new failure is returned once */
+const char *ag_relay_spi_error(void);
+uint32_t ag_relay_spi_next_timeout(void);
+void ag_relay_spi_close(void);
+
 /* -------------------------------------------------------- watchdog.c -- */
 
 /* Arm the stall check: if ag_watchdog_kick() is not called for limit_ms,
@@ -214,6 +226,7 @@ typedef enum ag_after {
 typedef struct ag_opts {
     const char *config_path;
     const char *relay_file;
+    const char *relay_driver;
     const char *status_file;
     uint32_t stall_limit_ms;
     bool verbose;

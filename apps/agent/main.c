@@ -25,7 +25,7 @@
 
 static const char usage[] =
     "usage: moat-agent [-c config.json] [-v] [--relay-file FILE] [--status-file FILE]\n"
-    "                  [--stall-limit SECONDS]\n"
+    "                  [--stall-limit SECONDS] [--relay-driver SPEC]\n"
     "\n"
     "The moat device daemon: keeps a mutual-TLS MQTT connection to the broker\n"
     "named in config.json, publishes status, runs commands, drives the zones.\n"
@@ -34,6 +34,9 @@ static const char usage[] =
     "  -v, --verbose          debug messages on stderr\n"
     "      --relay-file FILE  write the relay bitmap to FILE on every change\n"
     "                         (\"0x05\": zones 1 and 3 on); relays are simulated\n"
+    "      --relay-driver SPEC drive the relays through the moat-avr co-processor:\n"
+    "                         spidev:/dev/spidev0.0[@HZ], or simavr:moat-avr.elf\n"
+    "                         (the firmware in simavr); docs/AVR.md\n"
     "      --status-file FILE write the status document to FILE, also while offline\n"
     "      --stall-limit SEC  the main loop may stall this long before the agent\n"
     "                         exits with code 3 (default 30, or systemd's WatchdogSec)\n"
@@ -112,6 +115,7 @@ static int parse_options(int argc, char **argv, ag_opts *o)
         {"config", required_argument, NULL, 'c'},
         {"verbose", no_argument, NULL, 'v'},
         {"relay-file", required_argument, NULL, 'r'},
+        {"relay-driver", required_argument, NULL, 'R'},
         {"status-file", required_argument, NULL, 's'},
         {"stall-limit", required_argument, NULL, 'w'},
         {"help", no_argument, NULL, 'h'},
@@ -128,6 +132,7 @@ static int parse_options(int argc, char **argv, ag_opts *o)
         case 'c': o->config_path = optarg; break;
         case 'v': o->verbose = true; break;
         case 'r': o->relay_file = optarg; break;
+        case 'R': o->relay_driver = optarg; break;
         case 's': o->status_file = optarg; break;
         case 'w':
             if (parse_seconds(optarg, &o->stall_limit_ms) != 0) {

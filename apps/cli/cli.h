@@ -138,5 +138,7 @@ void cli_rng_free(cli_rng *rng);
 
 int cli_pki_main(int argc, char **argv);           /* pki.c */
 int cli_broker_config_main(int argc, char **argv); /* broker_config.c */
+int cli_ota_main(int argc, char **argv);           /* ota_push.c: ota push */
+int cli_cert_main(int argc, char **argv);          /* cert_rotate.c: cert rotate */
 
 #endif

@@ -63,7 +63,17 @@ typedef enum moat_err {
     MOAT_ERR_SNTP_EARLY = -47,      /* time server's time is before 2024 (or the minimum) */
     MOAT_ERR_SNTP_KOD = -48,        /* time server sent a kiss-o'-death */
     MOAT_ERR_SNTP_RATE = -49,       /* kiss-o'-death RATE: poll less often */
-    MOAT_ERR_SNTP_DENY = -50        /* kiss-o'-death DENY or RSTR: access refused */
+    MOAT_ERR_SNTP_DENY = -50,       /* kiss-o'-death DENY or RSTR: access refused */
+    MOAT_ERR_OTA_MAGIC = -51,        /* not a moat image (magic is not MOAT) */
+    MOAT_ERR_OTA_FORMAT = -52,       /* image header malformed or of an unknown format */
+    MOAT_ERR_OTA_PRODUCT = -53,      /* image made for another product id */
+    MOAT_ERR_OTA_DOWNGRADE = -54,    /* image older than what runs (security counter or version) */
+    MOAT_ERR_OTA_KEY = -55,          /* image signed by a key the device does not trust */
+    MOAT_ERR_OTA_ROTATION = -56,     /* key rotation record signature does not verify */
+    MOAT_ERR_OTA_SIGNATURE = -57,    /* image signature does not verify */
+    MOAT_ERR_OTA_HASH = -58,         /* payload SHA-256 does not match the header */
+    MOAT_ERR_OTA_TRUNCATED = -59,    /* image ended early */
+    MOAT_ERR_OTA_TOO_LARGE = -60     /* image payload larger than the slot */
 } moat_err;
 
 /* A short English sentence for an error value; never NULL. */

@@ -19,9 +19,10 @@
 #include "strbuf.h"
 
 enum { ST_HEAD = 0, ST_BODY, ST_DONE, ST_ERR };
-enum { F_NONE = 0, F_CONTENT_RANGE, F_OTHER };
+enum { F_NONE = 0, F_CONTENT_RANGE, F_ETAG, F_OTHER };
 
 #define NAME_CONTENT_RANGE "content-range"
+#define NAME_ETAG "etag"
 
 static moat_http_get *ctx_of(http_parser *p)
 {
@@ -147,6 +148,8 @@ static int on_message_begin(http_parser *p)
     g->range_seen = false;
     g->value_len = 0;
     g->value[0] = '\0';
+    g->etag_len = 0;
+    g->etag[0] = '\0';
     return 0;
 }
 
@@ -158,26 +161,52 @@ static int on_status(http_parser *p, const char *at, size_t len)
     return 0;
 }
 
-/* Header names arrive in pieces: name_len counts the bytes of
- * "content-range" matched so far. */
+/* Header names arrive in pieces: the first bytes of the name, lower case,
+ * collect in g->name; name_len past its size means "longer than ours". */
 static int on_header_field(http_parser *p, const char *at, size_t len)
 {
     moat_http_get *g = ctx_of(p);
     size_t i;
     if (g->field_done) {
         g->field_done = false;
-        g->field = F_CONTENT_RANGE; /* a candidate until a byte differs */
+        g->field = F_OTHER;
         g->name_len = 0;
     }
-    for (i = 0; i < len && g->field == F_CONTENT_RANGE; i++) {
+    for (i = 0; i < len && g->name_len <= sizeof g->name; i++) {
         char c = at[i];
         if (c >= 'A' && c <= 'Z')
             c = (char)(c - 'A' + 'a');
-        if (g->name_len >= sizeof NAME_CONTENT_RANGE - 1 ||
-            c != NAME_CONTENT_RANGE[g->name_len])
-            g->field = F_OTHER;
-        else
-            g->name_len++;
+        if (g->name_len < sizeof g->name)
+            g->name[g->name_len] = c;
+        g->name_len++;
+    }
+    return 0;
+}
+
+static bool name_is(const moat_http_get *g, const char *name)
+{
+    size_t n = strlen(name);
+    return g->name_len == n && memcmp(g->name, name, n) == 0;
+}
+
+/* The first value piece of a header decides what it is. */
+static int header_begins(moat_http_get *g)
+{
+    g->field = F_OTHER;
+    if (name_is(g, NAME_CONTENT_RANGE)) {
+        if (g->range_seen) {
+            fail(g, MOAT_ERR_PROTOCOL, "sent two Content-Range headers for ", g->what, "");
+            return -1;
+        }
+        g->field = F_CONTENT_RANGE;
+        g->range_seen = true;
+        g->value_len = 0;
+        g->value[0] = '\0';
+    } else if (name_is(g, NAME_ETAG)) {
+        /* the last one counts; an unusable one is forgotten */
+        g->field = F_ETAG;
+        g->etag_len = 0;
+        g->etag[0] = '\0';
     }
     return 0;
 }
@@ -185,21 +214,11 @@ static int on_header_field(http_parser *p, const char *at, size_t len)
 static int on_header_value(http_parser *p, const char *at, size_t len)
 {
     moat_http_get *g = ctx_of(p);
+    size_t i;
     if (!g->field_done) {
         g->field_done = true;
-        if (g->field == F_CONTENT_RANGE &&
-            g->name_len != sizeof NAME_CONTENT_RANGE - 1)
-            g->field = F_OTHER;
-        if (g->field == F_CONTENT_RANGE) {
-            if (g->range_seen) {
-                fail(g, MOAT_ERR_PROTOCOL, "sent two Content-Range headers for ",
-                     g->what, "");
-                return -1;
-            }
-            g->range_seen = true;
-            g->value_len = 0;
-            g->value[0] = '\0';
-        }
+        if (header_begins(g) != 0)
+            return -1;
     }
     if (g->field == F_CONTENT_RANGE) {
         if (len > sizeof g->value - 1u - g->value_len) {
@@ -210,6 +229,18 @@ static int on_header_value(http_parser *p, const char *at, size_t len)
         memcpy(g->value + g->value_len, at, len);
         g->value_len = (uint8_t)(g->value_len + len);
         g->value[g->value_len] = '\0';
+    } else if (g->field == F_ETAG) {
+        /* kept only if it can be sent back in If-Range as it is */
+        for (i = 0; i < len; i++) {
+            unsigned char c = (unsigned char)at[i];
+            if (c < 0x21 || c > 0x7e || g->etag_len + 1u >= sizeof g->etag) {
+                g->field = F_OTHER;
+                g->etag_len = 0;
+                break;
+            }
+            g->etag[g->etag_len++] = (char)c;
+        }
+        g->etag[g->etag_len] = '\0';
     }
     return 0;
 }
@@ -658,6 +689,11 @@ uint64_t moat_http_received(const moat_http_get *g)
 uint64_t moat_http_next_offset(const moat_http_get *g)
 {
     return g->body_offset + g->received;
+}
+
+const char *moat_http_etag(const moat_http_get *g)
+{
+    return g->etag;
 }
 
 const char *moat_http_last_error(const moat_http_get *g)
