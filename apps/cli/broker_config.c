@@ -145,7 +145,12 @@ static void acl_text(text *t, const pki *p, time_t now, int *n_ops)
         "pattern write moat/%%u/status\n"
         "pattern write moat/%%u/zones\n"
         "pattern write moat/%%u/result/#\n"
-        "pattern read moat/%%u/cmd/#\n",
+        "pattern read moat/%%u/cmd/#\n"
+        "# updates over MQTT (docs/OTA.md): the device asks for blocks and reports\n"
+        "pattern write moat/%%u/ota/req\n"
+        "pattern write moat/%%u/ota/status\n"
+        "pattern read moat/%%u/ota/offer\n"
+        "pattern read moat/%%u/ota/blk/#\n",
         iso);
     *n_ops = 0;
     for (size_t i = 0; i < p->n; i++) {
@@ -276,6 +281,10 @@ int cli_broker_config_main(int argc, char **argv)
     if (o.user != NULL)
         add(&conf, "user %s\n", o.user);
     add(&conf,
+        "\n"
+        "# Small MQTT packets (acknowledgements, update blocks) leave at once\n"
+        "# instead of waiting for the peer's delayed ACK.\n"
+        "set_tcp_nodelay true\n"
         "\n"
         "# The only listener: mutual TLS. No plain-text listener is opened.\n"
         "listener %lu%s%s\n"

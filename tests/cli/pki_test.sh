@@ -327,7 +327,11 @@ check "acl: devices write their status" has "$A" '^pattern write moat/%u/status$
 check "acl: devices write their zones" has "$A" '^pattern write moat/%u/zones$'
 check "acl: devices write their results" has "$A" '^pattern write moat/%u/result/#$'
 check "acl: devices read their commands" has "$A" '^pattern read moat/%u/cmd/#$'
-check "acl: devices get nothing else" test "$(grep -c '^pattern' "$A")" -eq 5
+check "acl: devices ask for update blocks" has "$A" '^pattern write moat/%u/ota/req$'
+check "acl: devices report update status" has "$A" '^pattern write moat/%u/ota/status$'
+check "acl: devices read update offers" has "$A" '^pattern read moat/%u/ota/offer$'
+check "acl: devices read update blocks" has "$A" '^pattern read moat/%u/ota/blk/#$'
+check "acl: devices get nothing else" test "$(grep -c '^pattern' "$A")" -eq 9
 check "acl: the operator is named" has "$A" "^user $OPS\$"
 check "acl: operators readwrite moat/#" has "$A" '^topic readwrite moat/#$'
 run 0 "broker-config --persistence" "$MOAT" broker-config --dir "$P" --out "$T/b2" --host localhost --persistence
