@@ -13,9 +13,11 @@
  * A file area (moat_file_area) is a moat_flash_area over one file: erase
  * starts a new temporary file (slot-b.tmp), writes go there, and the first
  * sync fsyncs it, renames it over the file and fsyncs the directory; later
- * writes and syncs go to the renamed file. A power cut (kill -9) at any
- * point leaves either the old file or the new one under the name, plus
- * possibly a stale .tmp that the next erase replaces. Reads past the end of
+ * writes and syncs go to the renamed file. A write with no erase in this
+ * run continues what an earlier run wrote (the .tmp file if it never
+ * synced, else the file), as flash takes writes after a restart. A power
+ * cut (kill -9) at any point leaves either the old file or the new one under
+ * the name, plus possibly a stale .tmp that the next erase replaces. Reads past the end of
  * the file, or of a missing file, give 0xFF: erased flash.
  *
  * moat-launch (apps/launcher) runs moat_slots_decide() and execs the chosen
@@ -80,10 +82,10 @@ void moat_slots_sha256_hash(moat_slots_sha256 *h, moat_boot_hash *out);
 
 /* SHA-256 and size of a whole file. MOAT_ERR_FILE (words in why) if it
  * cannot be read, MOAT_ERR_TOO_LARGE over MOAT_SLOTS_SLOT_MAX. */
-moat_err moat_slots_sha256_file(const char *path, uint8_t out[32], uint32_t *size, char *why,
-                          size_t cap);
+moat_err moat_slots_sha256_file(const char *path, uint8_t out[32], uint32_t *size,
+                                char *why, size_t cap);
 
-/* The slot directory. Caller-owned; about 5 KB. */
+/* The slot directory. Caller-owned; about 7.5 KB. */
 typedef struct moat_slots {
     char dir[MOAT_SLOTS_PATH_MAX];
     char lock_path[MOAT_SLOTS_PATH_MAX + 8];

@@ -577,13 +577,13 @@ moat_err moat_boot_decide(moat_boot *b, moat_boot_choice *c)
         rejected = true;
     }
     if (cand == MOAT_BOOT_NONE) {
+        if (!persist_failed && changed(b, &n))
+            (void)persist(b, &n); /* keep the rejection for the status */
         words_begin(b, &sb);
         moat_sb_str(&sb, "no slot holds an image that can run: ");
         sb_problem(&sb, &n, MOAT_BOOT_SLOT_A, res);
         moat_sb_str(&sb, "; ");
         sb_problem(&sb, &n, MOAT_BOOT_SLOT_B, res);
-        if (!persist_failed && changed(b, &n))
-            (void)persist(b, &n); /* keep the rejection for the status */
         return words_end(&sb, MOAT_ERR_STATE);
     }
     if (n.active == MOAT_BOOT_NONE && n.slot[cand].state == MOAT_BOOT_CONFIRMED)
@@ -696,6 +696,7 @@ moat_err moat_boot_install_finish(moat_boot *b, uint8_t slot, const moat_boot_im
 {
     moat_boot_record n;
     payload_result pr;
+    moat_err e;
     moat_sb sb;
 
     if (!b->loaded)
@@ -757,8 +758,9 @@ moat_err moat_boot_install_finish(moat_boot *b, uint8_t slot, const moat_boot_im
         n.trials = (uint8_t)trials;
         n.trials_left = (uint8_t)trials;
     }
-    if (persist(b, &n) != MOAT_OK)
-        return MOAT_ERR_IO;
+    e = persist(b, &n);
+    if (e != MOAT_OK)
+        return e;
     b->error[0] = '\0';
     return MOAT_OK;
 }

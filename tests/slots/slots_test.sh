@@ -177,6 +177,27 @@ section_rollback() {
     start "$D"
     check "restored, v4 runs again" test "$RC" = 0 -a "$OUT" = "firmware v4 slot=a trial=0 left=0 version=4.0.0 args="
 
+    # A download cut in the middle goes on after a restart, whether its
+    # first half was synced (in the slot file) or not (in the .tmp file).
+    make_fw "$T/fw6" v6 launch 0 64
+    make_fw "$T/fw7" v7 launch 0 64
+    "$TOOL" write-half "$D" "$T/fw6" --sync >/dev/null
+    start "$D"
+    check "cut mid-install: v4 still runs" test "$RC" = 0 -a "$OUT" = "firmware v4 slot=a trial=0 left=0 version=4.0.0 args="
+    check "status: slot b is being written" grep -q '"b":{"state":"writing"}' <<<"$(status "$D")"
+    "$TOOL" resume "$D" "$T/fw6" 6.0.0 3
+    start "$D"
+    check "resumed install (synced half) runs on trial" \
+        test "$RC" = 0 -a "$OUT" = "firmware v6 slot=b trial=1 left=2 version=6.0.0 args="
+    "$TOOL" write-half "$D" "$T/fw7" >/dev/null
+    check "the unsynced half is in the .tmp file" test -s "$D/slot-a.tmp"
+    "$TOOL" resume "$D" "$T/fw7" 7.0.0 3
+    start "$D"
+    check "resumed install (unsynced half) runs on trial" \
+        test "$RC" = 0 -a "$OUT" = "firmware v7 slot=a trial=1 left=2 version=7.0.0 args="
+    "$TOOL" resume "$D" "$T/fw7" 7.0.0 3 2>"$T/err"
+    check "nothing to resume once installed" grep -q "no install in progress to resume" "$T/err"
+
     mkdir "$T/empty"
     start "$T/empty"
     check "an empty slot directory: nothing runs, exit 1 with words" \

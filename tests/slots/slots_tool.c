@@ -9,6 +9,11 @@
  *       the confirmation of that slot. Without a kill it prints its flash
  *       events ("events N") and the event ranges of record writes
  *       ("record FIRST LAST"), so a test can choose kill points.
+ *   slots_tool write-half DIR FILE [--sync]
+ *       begin an install of FILE and write its first half (synced or not),
+ *       then _exit() without closing anything: a cut mid-download
+ *   slots_tool resume DIR FILE VERSION COUNTER
+ *       moat_slots_install_resume(), the second half, sync, finish
  *   slots_tool confirm-running
  *       moat_slots_confirm_running(): what the agent calls (MOAT_SLOT...)
  *
@@ -203,6 +208,68 @@ static int cycle(int argc, char **argv)
     return 0;
 }
 
+/* The first half of an install, then exit as if the power went: with
+ * --sync the half is synced (renamed into the slot file), else it is only
+ * in the .tmp file. */
+static int write_half(int argc, char **argv)
+{
+    static moat_slots s;
+    const moat_flash_area *a;
+    static unsigned char buf[1 << 20];
+    uint8_t slot;
+    size_t n;
+    FILE *f;
+
+    if (argc < 4 || moat_slots_open(&s, argv[2], false) != MOAT_OK ||
+        (f = fopen(argv[3], "rb")) == NULL)
+        return 2;
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    if (moat_slots_install_begin(&s, &slot, &a) != MOAT_OK ||
+        a->write(a->ctx, 0, buf, n / 2) != MOAT_OK ||
+        (argc > 4 && strcmp(argv[4], "--sync") == 0 && a->sync(a->ctx) != MOAT_OK)) {
+        fprintf(stderr, "slots_tool: %s\n", moat_slots_error(&s));
+        return 1;
+    }
+    printf("slot %c\n", moat_boot_slot_name(slot));
+    _exit(0); /* no close, no sync: a cut */
+}
+
+/* The rest of that install after a "restart": resume, write, sync, finish. */
+static int resume(int argc, char **argv)
+{
+    static moat_slots s;
+    const moat_flash_area *a;
+    static unsigned char buf[1 << 20];
+    moat_boot_image img;
+    char why[1024];
+    uint8_t slot;
+    size_t n;
+    FILE *f;
+
+    if (argc < 6 || moat_slots_open(&s, argv[2], false) != MOAT_OK ||
+        (f = fopen(argv[3], "rb")) == NULL)
+        return 2;
+    n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    memset(&img, 0, sizeof img);
+    snprintf(img.version, sizeof img.version, "%s", argv[4]);
+    img.security_counter = (uint32_t)strtoul(argv[5], NULL, 10);
+    if (moat_slots_sha256_file(argv[3], img.sha256, &img.size, why, sizeof why) != MOAT_OK) {
+        fprintf(stderr, "slots_tool: %s\n", why);
+        return 1;
+    }
+    if (moat_slots_install_resume(&s, &slot, &a) != MOAT_OK ||
+        a->write(a->ctx, (uint32_t)(n / 2), buf + n / 2, n - n / 2) != MOAT_OK ||
+        a->sync(a->ctx) != MOAT_OK ||
+        moat_slots_install_finish(&s, slot, &img, 0, 0) != MOAT_OK) {
+        fprintf(stderr, "slots_tool: resume: %s\n", moat_slots_error(&s));
+        return 1;
+    }
+    moat_slots_close(&s);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     char why[1024];
@@ -211,6 +278,10 @@ int main(int argc, char **argv)
     setvbuf(stdout, NULL, _IOLBF, 0);
     if (argc >= 2 && strcmp(argv[1], "cycle") == 0)
         return cycle(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "write-half") == 0)
+        return write_half(argc, argv);
+    if (argc >= 2 && strcmp(argv[1], "resume") == 0)
+        return resume(argc, argv);
     if (argc == 2 && strcmp(argv[1], "confirm-running") == 0) {
         if (moat_slots_confirm_running(why, sizeof why) != MOAT_OK) {
             fprintf(stderr, "slots_tool: confirm: %s\n", why);
@@ -220,6 +291,8 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "usage: slots_tool cycle DIR FILE VERSION COUNTER [--slow] [--kill-at N]\n"
                     "                  [--kill-record R OFF] [--kill-slot OFF]\n"
+                    "       slots_tool write-half DIR FILE [--sync]\n"
+                    "       slots_tool resume DIR FILE VERSION COUNTER\n"
                     "       slots_tool confirm-running\n");
     return 2;
 }

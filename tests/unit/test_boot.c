@@ -188,7 +188,7 @@ typedef struct rig {
 
 static rig R;
 
-/* Three firmware payloads, each a different pattern and size. */
+/* Four firmware payloads, each a different pattern and size. */
 #define NFW 4
 static uint8_t fw[NFW][3000];
 static const size_t fw_len[NFW] = {1000, 1500, 2000, 2500};

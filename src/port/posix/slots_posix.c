@@ -138,6 +138,8 @@ static int sync_dir_of(const char *path)
     return r;
 }
 
+static void close_fd(int *fd);
+
 static moat_err fa_read(void *ctx, uint32_t off, void *buf, size_t len)
 {
     moat_file_area *f = ctx;
@@ -178,8 +180,10 @@ static moat_err fa_write(void *ctx, uint32_t off, const void *buf, size_t len)
     size_t done = 0;
     ssize_t n;
 
-    if (f->wfd < 0)
-        return MOAT_ERR_STATE; /* not erased first */
+    /* Not erased in this run: continue the file an earlier run began (flash
+     * takes writes of erased bytes after a restart too). */
+    if (f->wfd < 0 && moat_file_area_reopen(f) != MOAT_OK)
+        return MOAT_ERR_IO;
     while (done < len) {
         n = pwrite(f->wfd, p + done, len - done, (off_t)off + (off_t)done);
         if (n < 0 && errno == EINTR)
