@@ -73,7 +73,8 @@ typedef enum moat_err {
     MOAT_ERR_OTA_SIGNATURE = -57,    /* image signature does not verify */
     MOAT_ERR_OTA_HASH = -58,         /* payload SHA-256 does not match the header */
     MOAT_ERR_OTA_TRUNCATED = -59,    /* image ended early */
-    MOAT_ERR_OTA_TOO_LARGE = -60     /* image payload larger than the slot */
+    MOAT_ERR_OTA_TOO_LARGE = -60,    /* image payload larger than the slot */
+    MOAT_ERR_SNTP_LATE = -61         /* time server's time is after the configured maximum */
 } moat_err;
 
 /* A short English sentence for an error value; never NULL. */

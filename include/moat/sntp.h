@@ -79,6 +79,10 @@ typedef struct moat_sntp_config {
     int64_t min_unix_s;    /* refuse any time before this (e.g. the firmware's
                               build time); anything before 2024-01-01 means
                               MOAT_SNTP_VALID_FROM_S */
+    int64_t max_unix_s;    /* refuse any time after this; 0 means no limit.
+                              A server answering 1970 or 2020 is read through
+                              the era pivot as 2106 or 2156: a maximum such as
+                              build time + 30 years refuses it */
     uint32_t (*random)(void *user); /* required: uniform 32-bit random values,
                                        for the request nonce */
     void *user;            /* passed to random */
@@ -109,6 +113,7 @@ typedef struct moat_sntp {
     uint32_t (*random)(void *user);
     void *user;
     int64_t min_unix_ms;  /* earliest acceptable time */
+    int64_t max_unix_ms;  /* latest acceptable time; 0: no limit */
     int64_t base_unix_ms; /* the clock: base_unix_ms at monotonic base_ms */
     moat_sntp_sync last;
     uint32_t base_ms;
@@ -171,6 +176,8 @@ moat_err moat_sntp_output(moat_sntp *s, uint8_t *buf, size_t cap, size_t *len,
  *                          distance 16 s or more): refused
  *  MOAT_ERR_SNTP_EARLY     the time is before 2024-01-01 or min_unix_s:
  *                          refused, the clock is unchanged
+ *  MOAT_ERR_SNTP_LATE      the time is after max_unix_s: refused, the clock
+ *                          is unchanged
  *  MOAT_ERR_SNTP_RATE      kiss-o'-death RATE: the round ends and the next
  *                          one waits two backoff steps longer
  *  MOAT_ERR_SNTP_KOD       another kiss-o'-death code: the same

@@ -67,6 +67,7 @@ const char *moat_strerror(int err)
     case MOAT_ERR_OTA_HASH: return "payload SHA-256 does not match the image header: payload changed";
     case MOAT_ERR_OTA_TRUNCATED: return "image is truncated: it ended before its last byte";
     case MOAT_ERR_OTA_TOO_LARGE: return "image payload is larger than the slot";
+    case MOAT_ERR_SNTP_LATE: return "time server gave a time after the configured maximum (an answer from another era?): refused";
     default: return "unknown error";
     }
 }

@@ -131,7 +131,9 @@ moat_err moat_sntp_init(moat_sntp *s, const moat_sntp_config *cfg)
 
     if (s == NULL || cfg == NULL || cfg->random == NULL ||
         cfg->timeout_ms > MOAT_SNTP_MAX_INTERVAL_MS || cfg->retry_ms > MOAT_SNTP_MAX_INTERVAL_MS ||
-        cfg->poll_ms > MOAT_SNTP_MAX_INTERVAL_MS || cfg->min_unix_s > ((int64_t)1 << 40))
+        cfg->poll_ms > MOAT_SNTP_MAX_INTERVAL_MS || cfg->min_unix_s > ((int64_t)1 << 40) ||
+        cfg->max_unix_s < 0 || cfg->max_unix_s > ((int64_t)1 << 40) ||
+        (cfg->max_unix_s && cfg->max_unix_s <= cfg->min_unix_s))
         return MOAT_ERR_ARG;
     memset(s, 0, sizeof(*s));
     s->random = cfg->random;
@@ -142,6 +144,7 @@ moat_err moat_sntp_init(moat_sntp *s, const moat_sntp_config *cfg)
     s->poll_ms = cfg->poll_ms ? cfg->poll_ms : 3600000u;
     min_s = cfg->min_unix_s > MOAT_SNTP_VALID_FROM_S ? cfg->min_unix_s : MOAT_SNTP_VALID_FROM_S;
     s->min_unix_ms = min_s * 1000;
+    s->max_unix_ms = cfg->max_unix_s * 1000;
     s->state = MOAT_SNTP_IDLE;
     return MOAT_OK;
 }
@@ -262,6 +265,8 @@ static moat_err check_reply(moat_sntp *s, const uint8_t *p, uint32_t now_ms,
     *delay_ms = rtt > proc_ms ? rtt - proc_ms : 0;
     if (*unix_ms < s->min_unix_ms)
         return MOAT_ERR_SNTP_EARLY;
+    if (s->max_unix_ms && *unix_ms > s->max_unix_ms)
+        return MOAT_ERR_SNTP_LATE;
     return MOAT_OK;
 }
 

@@ -983,6 +983,31 @@ static void minimum_time_from_config(void **state)
     free(t);
 }
 
+/* A server answering 1970 reads, through the era pivot, as 2106: only a
+ * configured maximum tells it from the truth. */
+static void maximum_time_from_config(void **state)
+{
+    (void)state;
+    T *t = t_new();
+    t->cfg.max_unix_s = UNIX_2026 + 30LL * 365 * 86400; /* build time + 30 years */
+    t_init(t);
+    moat_sntp_start(&t->s, t->now);
+    t_send(t);
+    reply r = good(t, (UNIX_2026 + 80LL * 365 * 86400) * 1000, 0); /* "2106" */
+    assert_int_equal(t_input(t, &r), MOAT_ERR_SNTP_LATE);
+    assert_false(moat_sntp_valid(&t->s));
+    r = good(t, UNIX_2026 * 1000, 0);
+    assert_int_equal(t_input(t, &r), MOAT_OK);
+    assert_true(moat_sntp_valid(&t->s));
+    free(t);
+    /* a maximum not after the minimum is refused */
+    t = t_new();
+    t->cfg.min_unix_s = UNIX_2026;
+    t->cfg.max_unix_s = UNIX_2026;
+    assert_int_equal(moat_sntp_init(&t->s, &t->cfg), MOAT_ERR_ARG);
+    free(t);
+}
+
 /* ---- time keeping and now_ms wrap ---------------------------------------- */
 
 static void now_ms_wraps(void **state)
@@ -1116,6 +1141,7 @@ int main(void)
         cmocka_unit_test(era1_timestamps_after_2036),
         cmocka_unit_test(result_before_2024_is_not_valid),
         cmocka_unit_test(minimum_time_from_config),
+        cmocka_unit_test(maximum_time_from_config),
         cmocka_unit_test(now_ms_wraps),
         cmocka_unit_test(clock_runs_for_months),
         cmocka_unit_test(start_restarts_and_stop_keeps_clock),
