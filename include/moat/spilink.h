@@ -61,7 +61,8 @@
  *   reset_cause  MCUSR at the last reset: MOAT_SPILINK_RESET_*
  *   rejected     bad frames counted since reset (saturates at 65535)
  * A NAK (cmd 0xFF) answers a frame that was refused and not acted on:
- *   [reason, expected seq, rejected (LE16)]; its seq is the refused frame's.
+ *   [reason, expected seq, rejected (LE16)]; its seq is the refused frame's
+ *   (0 for a frame cut short before its seq, or too long to read).
  *
  * Fail-safe rules kept by the firmware (docs/AVR.md): all relays off from
  * power-up until told otherwise; all relays off when no valid frame arrived
@@ -212,13 +213,14 @@ typedef struct moat_spilink_status {
 /* True (and *st filled) when f is a status reply (SET, GET, HEARTBEAT). */
 bool moat_spilink_status_of(const moat_spilink_frame *f, moat_spilink_status *st);
 
-/* Why the last request failed (moat_spilink_why()). */
+/* Why the last request failed (moat_spilink_why()): the most telling thing
+ * seen over all its tries, in this order of increasing weight. */
 typedef enum moat_spilink_fail {
     MOAT_SPILINK_FAIL_NONE = 0,
     MOAT_SPILINK_FAIL_SILENT,   /* no reply frame at all */
+    MOAT_SPILINK_FAIL_STALE,    /* only replies to other requests came */
     MOAT_SPILINK_FAIL_CRC,      /* replies came with a bad CRC */
-    MOAT_SPILINK_FAIL_NAK,      /* the co-processor refused the request */
-    MOAT_SPILINK_FAIL_STALE     /* only replies to other requests came */
+    MOAT_SPILINK_FAIL_NAK       /* the co-processor refused the request */
 } moat_spilink_fail;
 
 typedef struct moat_spilink_config {

@@ -206,8 +206,16 @@ static int judge(moat_spilink *l, const moat_spilink_frame *f)
     return -1;
 }
 
+static void note_fail(moat_spilink *l, moat_spilink_fail f)
+{
+    if (f > l->fail)
+        l->fail = (uint8_t)f;
+}
+
 static moat_err give_up(moat_spilink *l)
 {
+    if (l->fail == MOAT_SPILINK_FAIL_NONE) /* nothing but wrong-seq NAKs */
+        l->fail = MOAT_SPILINK_FAIL_NAK;
     l->state = MOAT_SPILINK_IDLE;
     l->failures++;
     return l->fail == MOAT_SPILINK_FAIL_NAK ? MOAT_ERR_PROTOCOL : MOAT_ERR_TIMEOUT;
@@ -264,21 +272,18 @@ moat_err moat_spilink_input(moat_spilink *l, const uint8_t *rx, size_t len, uint
         l->replies++;
         return MOAT_OK;
     }
-    if (crc_bad) {
+    if (crc_bad)
         l->crc_errors++;
-        if (l->fail != MOAT_SPILINK_FAIL_NAK)
-            l->fail = MOAT_SPILINK_FAIL_CRC;
-    }
     if (verdict < 0) {
-        /* A NAK is final for this send: resend at once (with the seq the
-         * co-processor expects, after BAD_SEQ). */
-        l->fail = MOAT_SPILINK_FAIL_NAK;
+        /* A NAK is final for this send: resend at once. A wrong seq is no
+         * failure but a resync: the resend carries the expected seq. */
+        if (l->nak_reason != MOAT_SPILINK_NAK_SEQ)
+            note_fail(l, MOAT_SPILINK_FAIL_NAK);
         return resend(l);
     }
-    if (any && l->fail == MOAT_SPILINK_FAIL_NONE)
-        l->fail = MOAT_SPILINK_FAIL_STALE;
-    else if (!any && !crc_bad && l->fail == MOAT_SPILINK_FAIL_NONE)
-        l->fail = MOAT_SPILINK_FAIL_SILENT;
+    note_fail(l, crc_bad ? MOAT_SPILINK_FAIL_CRC
+                 : any   ? MOAT_SPILINK_FAIL_STALE
+                         : MOAT_SPILINK_FAIL_SILENT);
     if (++l->poll_no < l->polls)
         return MOAT_ERR_WOULD_BLOCK;
     return resend(l);

@@ -18,6 +18,7 @@
 #include <time.h>
 
 #include <avr_eeprom.h>
+#include <avr_extint.h>
 #include <avr_ioport.h>
 #include <avr_spi.h>
 #include <sim_avr.h>
@@ -81,6 +82,17 @@ static void on_portd(avr_irq_t *irq, uint32_t value, void *param)
     note_relays(s);
 }
 
+/* PD2 and PD3 are also INT0 and INT1. While either is low and in the
+ * low-level mode that follows every reset, simavr polls it on every cycle,
+ * enabled or not: a relay 3 or 4 that is on would slow the simulation a
+ * thousandfold. The firmware never enables them, so edge mode behaves the
+ * same; set it again after each reset (the boot writes DDRD first). */
+static void quiet_extint(avrsim *s)
+{
+    avr_extint_set_strict_lvl_trig(s->avr, 0, 0);
+    avr_extint_set_strict_lvl_trig(s->avr, 1, 0);
+}
+
 static void on_ddrd(avr_irq_t *irq, uint32_t value, void *param)
 {
     avrsim *s = param;
@@ -88,6 +100,7 @@ static void on_ddrd(avr_irq_t *irq, uint32_t value, void *param)
     (void)irq;
     s->ddr = (uint8_t)value;
     s->boots++;
+    quiet_extint(s);
     note_relays(s);
 }
 
@@ -230,8 +243,20 @@ void avrsim_set_sck(avrsim *s, uint32_t hz)
     s->byte_cycles = (uint32_t)(8ull * AVRSIM_F_CPU / hz);
 }
 
+static avr_cycle_count_t wake_up(avr_t *avr, avr_cycle_count_t when, void *param)
+{
+    (void)avr;
+    (void)when;
+    (void)param;
+    return 0; /* once */
+}
+
 static void run_until(avrsim *s, avr_cycle_count_t cycle)
 {
+    /* A sleeping AVR jumps to its next timer event: one at the target
+     * cycle makes the run end there, not up to a tick later. */
+    if (cycle > s->avr->cycle)
+        avr_cycle_timer_register(s->avr, cycle - s->avr->cycle, wake_up, s);
     while (s->avr->cycle < cycle) {
         int st = avr_run(s->avr);
         if (st == cpu_Done || st == cpu_Crashed) {

@@ -9,7 +9,8 @@
  * maximum on-time is enforced by the AVR; the link recovers after a host
  * restart; the watchdog is on and never fires while the firmware is healthy.
  *
- * Usage: test_avr moat-avr.elf
+ * Usage: test_avr moat-avr.elf eeprom.hex
+ * where eeprom.hex is what `moat-avr-eeprom 2500 3` wrote.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -30,6 +31,7 @@
 #define WDE_BIT 0x08u
 
 static const char *elf;
+static const char *eeprom_hex;
 
 /* ------------------------------------------------------------ helpers -- */
 
@@ -78,6 +80,33 @@ static void ee_block(uint8_t ee[MOAT_SPILINK_EE_LEN], uint16_t failsafe_ms, uint
     ee[4] = (uint8_t)max_on_s;
     ee[5] = (uint8_t)(max_on_s >> 8);
     ee[6] = moat_spilink_crc8(ee, 6);
+}
+
+/* The data of an Intel HEX file's records at address 0 onwards. */
+static size_t read_ihex(const char *path, uint8_t *out, size_t cap)
+{
+    FILE *fp = fopen(path, "r");
+    char line[128];
+    unsigned n, addr, type, b, i;
+    size_t got = 0;
+
+    if (fp == NULL)
+        fail_msg("cannot read %s", path);
+    while (fgets(line, sizeof line, fp) != NULL) {
+        assert_int_equal(sscanf(line, ":%2x%4x%2x", &n, &addr, &type), 3);
+        if (type == 1)
+            break;
+        assert_int_equal(type, 0);
+        for (i = 0; i < n; i++) {
+            assert_int_equal(sscanf(line + 9 + 2 * i, "%2x", &b), 1);
+            assert_true(addr + i < cap);
+            out[addr + i] = (uint8_t)b;
+            if (addr + i + 1 > got)
+                got = addr + i + 1;
+        }
+    }
+    fclose(fp);
+    return got;
 }
 
 /* Raw frames, bypassing the engine: what a broken or hostile master does. */
@@ -145,6 +174,15 @@ static size_t change_count(rig *r)
 {
     const avrsim_change *log;
     return avrsim_changes(r->sim, &log);
+}
+
+/* When (ms) the relays changed for the n-th time (from 0). */
+static uint32_t change_ms(rig *r, size_t n)
+{
+    const avrsim_change *log;
+
+    assert_true(n < avrsim_changes(r->sim, &log));
+    return (uint32_t)(log[n].us / 1000u);
 }
 
 /* When (ms) the relays last changed. */
@@ -423,15 +461,15 @@ static void silence_past_failsafe_switches_all_off(void **state)
     (void)state;
     boot(&r);
     assert_int_equal(moat_spi_relay_set(&r.relay, 0x05), MOAT_OK);
-    t0 = now_ms(&r);
+    t0 = change_ms(&r, 0); /* the SET frame: the last valid one */
     avrsim_run_ms(r.sim, MOAT_SPILINK_DEFAULT_FAILSAFE_MS - 100);
     assert_int_equal(avrsim_relays(r.sim), 0x05);
     avrsim_run_ms(r.sim, 200);
     assert_int_equal(avrsim_relays(r.sim), 0);
     assert_int_equal(avrsim_portd(r.sim), 0xFF);
-    /* Off within one 10 ms tick of the fail-safe time. */
-    assert_in_range(last_change_ms(&r) - t0, MOAT_SPILINK_DEFAULT_FAILSAFE_MS - 5,
-                    MOAT_SPILINK_DEFAULT_FAILSAFE_MS + 15);
+    /* Off at the fail-safe time, to the 10 ms tick. */
+    assert_in_range(last_change_ms(&r) - t0, MOAT_SPILINK_DEFAULT_FAILSAFE_MS - 11,
+                    MOAT_SPILINK_DEFAULT_FAILSAFE_MS + 1);
 
     /* The host comes back: the heartbeat reports it, once, with words. */
     assert_int_equal(moat_spi_relay_poll(&r.relay), MOAT_ERR_STATE);
@@ -491,6 +529,12 @@ static void maximum_on_time_is_enforced(void **state)
 
     (void)state;
     ee_block(ee, 2500, 3);
+    /* The image moat-avr-eeprom made holds exactly this block. */
+    {
+        uint8_t img[64];
+        assert_int_equal(read_ihex(eeprom_hex, img, sizeof img), sizeof ee);
+        assert_memory_equal(img, ee, sizeof ee);
+    }
     boot_with(&r, ee, sizeof ee);
     assert_int_equal(moat_spi_relay_call(&r.relay, MOAT_SPILINK_CMD_VERSION, NULL, 0, &f),
                      MOAT_OK);
@@ -510,10 +554,10 @@ static void maximum_on_time_is_enforced(void **state)
     assert_int_equal(avrsim_relays(r.sim), 0x02);
     n = avrsim_changes(r.sim, &log);
     assert_int_equal(log[n - 1].relays, 0x02);
-    assert_in_range((uint32_t)(log[n - 1].us / 1000u) - t1, 2995, 3015);
+    assert_in_range((uint32_t)(log[n - 1].us / 1000u) - t1, 3000 - 11, 3000 + 1);
     run_with_heartbeats(&r, 2000);
     assert_int_equal(avrsim_relays(r.sim), 0);
-    assert_in_range(last_change_ms(&r) - t2, 2995, 3015);
+    assert_in_range(last_change_ms(&r) - t2, 3000 - 11, 3000 + 1);
     st = *moat_spi_relay_status(&r.relay);
     assert_int_equal(st.forced, 0x03);
     assert_int_equal(st.flags, MOAT_SPILINK_FLAG_MAX_ON);
@@ -534,14 +578,14 @@ static void default_maximum_on_time_is_two_hours(void **state)
 
     (void)state;
     boot(&r);
-    assert_int_equal(moat_spi_relay_set(&r.relay, 0x10), MOAT_OK);
+    assert_int_equal(moat_spi_relay_set(&r.relay, 0x0C), MOAT_OK);
     t1 = last_change_ms(&r);
     run_with_heartbeats(&r, MOAT_SPILINK_DEFAULT_MAX_ON_S * 1000u - 1000u);
-    assert_int_equal(avrsim_relays(r.sim), 0x10);
+    assert_int_equal(avrsim_relays(r.sim), 0x0C);
     run_with_heartbeats(&r, 2000);
     assert_int_equal(avrsim_relays(r.sim), 0);
-    assert_in_range(last_change_ms(&r) - t1, MOAT_SPILINK_DEFAULT_MAX_ON_S * 1000u - 5,
-                    MOAT_SPILINK_DEFAULT_MAX_ON_S * 1000u + 15);
+    assert_in_range(last_change_ms(&r) - t1, MOAT_SPILINK_DEFAULT_MAX_ON_S * 1000u - 11,
+                    MOAT_SPILINK_DEFAULT_MAX_ON_S * 1000u + 1);
     assert_int_equal(avrsim_boots(r.sim), 1); /* and the watchdog never fired */
     finish(&r);
 }
@@ -733,7 +777,9 @@ static void zones_controller_over_spi(void **state)
         avrsim_run_ms(r.sim, t ? t : 1);
     }
     assert_int_equal(avrsim_relays(r.sim), 0);
-    assert_in_range(last_change_ms(&r) - 20 - 20000, 0, 30);
+    /* Zone 5 ran its 20 s: on at change 1, off at change 2, no other. */
+    assert_int_equal(change_count(&r), 3);
+    assert_in_range(change_ms(&r, 2) - change_ms(&r, 1), 20000 - 5, 20000 + 10);
     finish(&r);
 }
 
@@ -762,10 +808,11 @@ int main(int argc, char **argv)
         cmocka_unit_test(zones_controller_over_spi),
     };
 
-    if (argc != 2) {
-        fprintf(stderr, "usage: %s moat-avr.elf\n", argv[0]);
+    if (argc != 3) {
+        fprintf(stderr, "usage: %s moat-avr.elf eeprom.hex\n", argv[0]);
         return 2;
     }
     elf = argv[1];
+    eeprom_hex = argv[2];
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
