@@ -145,6 +145,10 @@ static uint64_t mem_available(void)
     return (uint64_t)kb * 1024u;
 }
 
+/* Room for the agent's own status members (the rollback reason is up to
+ * 200 characters, escaped). */
+#define AG_STATUS_EXTRA 1536u
+
 /* Build the status document; moat's extra fields after the core's. */
 static moat_err status_json(agent *a, uint32_t now_ms, char *buf, size_t cap, size_t *len)
 {
@@ -152,6 +156,9 @@ static moat_err status_json(agent *a, uint32_t now_ms, char *buf, size_t cap, si
     int64_t unix_ms = 0;
     moat_status_mode mode =
         a->cfg.statusfields == MOAT_STATUSFIELDS_SEED ? MOAT_STATUS_SEED : MOAT_STATUS_FULL;
+    char extra[AG_STATUS_EXTRA];
+    moat_json_writer w;
+    size_t n = 0;
     moat_err err;
 
     memset(&st, 0, sizeof st);
@@ -168,8 +175,8 @@ static moat_err status_json(agent *a, uint32_t now_ms, char *buf, size_t cap, si
     st.error = a->error;
     st.device_id = a->id;
     st.state = ag_phase_name(a->phase);
-    st.version = MOAT_AGENT_VERSION;
-    st.slot = "a";
+    st.version = ag_update_version();
+    st.slot = ag_update_slot();
     st.has_cert_expiry = a->link.loaded && a->link.has_expiry;
     st.cert_expiry_unix_s = a->link.cert_expiry_s;
     if (ag_time_unix_ms(&a->clock, now_ms, &unix_ms) == MOAT_OK) {
@@ -178,22 +185,31 @@ static moat_err status_json(agent *a, uint32_t now_ms, char *buf, size_t cap, si
         st.time_unix_s = unix_ms / 1000;
     }
     st.reconnects = a->reconnects;
-    err = moat_status_json(&st, mode, buf, cap - 64, len);
+    err = moat_status_json(&st, mode, buf, cap - AG_STATUS_EXTRA, len);
     if (err != MOAT_OK || mode != MOAT_STATUS_FULL || *len < 2 || buf[*len - 1] != '}')
         return err;
-    /* How long the clock took to become valid (the wait for time before
-     * trust), or how long it has been waiting. */
-    *len -= 1;
-    *len += (size_t)snprintf(buf + *len, cap - *len, ",\"clockwaitms\":%lu}",
-                             (unsigned long)(ag_time_valid(&a->clock)
-                                                 ? a->clock_wait_ms
-                                                 : moat_elapsed(a->clock.started_ms, now_ms)));
+    /* moat-agent's own members, spliced in before the closing brace: how
+     * long the clock took to become valid (or has been waiting), then the
+     * update and credential state. */
+    moat_json_writer_init(&w, extra, sizeof extra);
+    moat_json_begin_object(&w, NULL);
+    moat_json_put_uint(&w, "clockwaitms", ag_time_valid(&a->clock)
+                                              ? a->clock_wait_ms
+                                              : moat_elapsed(a->clock.started_ms, now_ms));
+    ag_update_status_members(&w);
+    ag_creds_status_members(&w);
+    moat_json_end_object(&w);
+    if (moat_json_finish(&w, &n) != MOAT_OK || n < 2 || *len + n > cap)
+        return MOAT_ERR_NO_SPACE;
+    buf[*len - 1] = ',';
+    memcpy(buf + *len, extra + 1, n); /* with its NUL */
+    *len += n - 1;
     return MOAT_OK;
 }
 
 void ag_publish_status(agent *a, uint32_t now_ms)
 {
-    char buf[MOAT_STATUS_JSON_MAX + 64];
+    char buf[MOAT_STATUS_JSON_MAX + AG_STATUS_EXTRA];
     size_t len = 0;
 
     a->status_now = false;
@@ -205,14 +221,16 @@ void ag_publish_status(agent *a, uint32_t now_ms)
     ag_write_status_file(a, now_ms);
     if (a->phase != AG_PHASE_READY)
         return;
-    if (ag_publish(a, a->topics.status, buf, len, 0, false, now_ms) == MOAT_OK)
+    if (ag_publish(a, a->topics.status, buf, len, 0, false, now_ms) == MOAT_OK) {
         ag_log(AG_LOG_DEBUG, "status published on %s", a->topics.status);
+        ag_update_status_published(a, now_ms); /* a trial start confirms now */
+    }
     a->max_loop_ms = 0;
 }
 
 void ag_write_status_file(agent *a, uint32_t now_ms)
 {
-    char buf[MOAT_STATUS_JSON_MAX + 64], msg[256];
+    char buf[MOAT_STATUS_JSON_MAX + AG_STATUS_EXTRA], msg[256];
     size_t len = 0;
 
     if (a->opts.status_file == NULL || a->id[0] == '\0')
@@ -237,10 +255,12 @@ static void publish_zones(agent *a, uint32_t now_ms)
 
 /* ----------------------------------------------------------- events -- */
 
+static bool engine_has_output(const agent *a);
+
 static void subscribe(agent *a, uint32_t now_ms)
 {
-    moat_mqtt_sub subs[2];
-    size_t n = 0;
+    moat_mqtt_sub subs[4];
+    size_t n = 0, k;
     moat_err err;
 
     subs[n].filter = a->topics.cmd_filter;
@@ -249,6 +269,9 @@ static void subscribe(agent *a, uint32_t now_ms)
         subs[n].filter = a->topics.zonecmd;
         subs[n++].qos = 1;
     }
+    k = ag_update_filters(a, subs + n, sizeof subs / sizeof subs[0] - n);
+    a->sub_ota_at = k > 0 ? n : 0;
+    n += k;
     a->sub_refused = false;
     err = moat_mqtt_subscribe(&a->mqtt, subs, n, &a->sub_id, now_ms);
     if (err != MOAT_OK) {
@@ -273,11 +296,30 @@ static void on_connected(agent *a, const moat_mqtt_event *ev, uint32_t now_ms)
     subscribe(a, now_ms);
 }
 
+/* Did the broker grant filters [from, to) of our SUBSCRIBE? */
+static bool granted(const moat_mqtt_event *ev, size_t from, size_t to)
+{
+    size_t i;
+
+    for (i = from; i < to; i++)
+        if (ev->codes == NULL || i >= ev->count || ev->codes[i] == MOAT_MQTT_SUBACK_FAILURE)
+            return false;
+    return true;
+}
+
 static void on_suback(agent *a, const moat_mqtt_event *ev, uint32_t now_ms)
 {
+    size_t cmds = a->sub_ota_at != 0 ? a->sub_ota_at : ev->count;
+
     if (ev->packet_id != a->sub_id || a->phase != AG_PHASE_SUBSCRIBE)
         return;
-    if (ev->err != MOAT_OK) {
+    if (ev->err != MOAT_OK && !granted(ev, 0, cmds) && ag_creds_trying()) {
+        /* the new credentials connect, but not as this device: the loop
+         * ends the attempt (no link calls from an event callback) */
+        a->trial_refused = true;
+        return;
+    }
+    if (ev->err != MOAT_OK && !granted(ev, 0, cmds)) {
         a->sub_refused = true;
         ag_set_error(a, AG_LOG_ERROR, "the broker refused the subscription to %s%s%s: "
                      "commands cannot arrive (does the broker ACL allow it?)",
@@ -295,6 +337,9 @@ static void on_suback(agent *a, const moat_mqtt_event *ev, uint32_t now_ms)
            a->topics.zonecmd[0] ? " and " : "", a->topics.zonecmd);
     publish_zones(a, now_ms);
     a->status_now = true;
+    ag_creds_online(a, now_ms);
+    if (a->sub_ota_at != 0)
+        ag_update_online(a, granted(ev, a->sub_ota_at, ev->count), now_ms);
 }
 
 static void on_event(void *user, const moat_mqtt_event *ev)
@@ -310,7 +355,8 @@ static void on_event(void *user, const moat_mqtt_event *ev)
         on_suback(a, ev, now_ms);
         break;
     case MOAT_MQTT_EV_MESSAGE:
-        ag_commands_message(a, ev, now_ms);
+        if (!ag_update_message(a, ev, now_ms))
+            ag_commands_message(a, ev, now_ms);
         break;
     case MOAT_MQTT_EV_ERROR:
         if (ev->err == MOAT_ERR_TOO_LARGE && ev->topic.len > 0)
@@ -457,6 +503,7 @@ static void setup(agent *a, bool new_clock, uint32_t now_ms)
 
     ag_agent_check(&a->cfg, a->id, &a->topics, msg, sizeof msg);
     ag_link_unload(&a->link);
+    ag_update_setup(a, now_ms);
     if (new_clock)
         ag_time_set_server(&a->clock, a->cfg.ntpserver, a->cfg.retrytimeout_ms, now_ms);
     mqtt_setup(a);
@@ -497,6 +544,11 @@ int ag_agent_init(agent *a, const ag_opts *o, uint32_t now_ms)
         ag_log(AG_LOG_ERROR, "%s", msg);
         return AG_EXIT_CONFIG;
     }
+    if (ag_update_init(a, msg, sizeof msg) != AG_EXIT_OK) {
+        ag_log(AG_LOG_ERROR, "%s", msg);
+        return AG_EXIT_CONFIG;
+    }
+    ag_creds_init(a);
     ag_link_init(&a->link);
     ag_time_init(&a->clock, a->cfg.ntpserver, a->cfg.retrytimeout_ms, now_ms);
     setup(a, false, now_ms);
@@ -505,6 +557,7 @@ int ag_agent_init(agent *a, const ag_opts *o, uint32_t now_ms)
 
 void ag_agent_free(agent *a)
 {
+    ag_update_free(a);
     ag_link_unload(&a->link);
     ag_time_free(&a->clock);
     ag_relay_spi_close();
@@ -512,12 +565,18 @@ void ag_agent_free(agent *a)
 
 static void creds_step(agent *a, uint32_t now_ms)
 {
+    const char *ca, *cert, *key;
     uint32_t d;
     moat_err err;
 
     if (!moat_time_reached(now_ms, a->creds_retry_ms))
         return;
-    err = ag_link_load(&a->link, &a->cfg, &a->clock);
+    ag_creds_paths(a, &ca, &cert, &key);
+    err = ag_link_load_files(&a->link, &a->cfg, ca, cert, key, &a->clock);
+    if (err != MOAT_OK && ag_creds_attempt_failed(a, ag_link_error(&a->link, err), now_ms)) {
+        ag_creds_paths(a, &ca, &cert, &key); /* the active set again */
+        err = ag_link_load_files(&a->link, &a->cfg, ca, cert, key, &a->clock);
+    }
     if (err != MOAT_OK) {
         a->creds_failures++;
         d = a->cfg.retrytimeout_ms << (a->creds_failures < 6 ? a->creds_failures : 6);
@@ -530,9 +589,9 @@ static void creds_step(agent *a, uint32_t now_ms)
     }
     if (a->link.has_expiry && a->link.cert_cn[0] && strcmp(a->link.cert_cn, a->id) != 0)
         ag_log(AG_LOG_WARN, "certificate %s has CN '%s' but the device id is '%s': the "
-               "broker knows this device as '%s'", a->cfg.certfile, a->link.cert_cn, a->id,
+               "broker knows this device as '%s'", cert, a->link.cert_cn, a->id,
                a->link.cert_cn);
-    ag_log(AG_LOG_INFO, "credentials loaded (certificate %s)", a->cfg.certfile);
+    ag_log(AG_LOG_INFO, "credentials loaded (certificate %s)", cert);
     if (!a->mqtt_started) {
         moat_mqtt_start(&a->mqtt, now_ms);
         a->mqtt_started = true;
@@ -548,7 +607,17 @@ static void lost(agent *a, moat_err err, uint32_t now_ms)
     bool tls = err <= MOAT_ERR_TLS && err >= MOAT_ERR_CERT_FORMAT;
 
     ag_link_close(&a->link);
+    ag_update_offline(a, now_ms);
     next = moat_mqtt_next_timeout(&a->mqtt, now_ms);
+    if (ag_creds_attempt_failed(a, words, now_ms)) {
+        /* the trial of new credentials failed: back to the active set */
+        ag_link_unload(&a->link);
+        a->creds_retry_ms = now_ms;
+        if (a->phase == AG_PHASE_READY)
+            a->down_since_ms = now_ms;
+        set_phase(a, AG_PHASE_CREDENTIALS, now_ms);
+        return;
+    }
     if (a->phase == AG_PHASE_READY) {
         a->down_since_ms = now_ms;
         ag_set_error(a, AG_LOG_WARN, "lost the connection to %s:%u: %s; reconnecting in "
@@ -652,6 +721,8 @@ void ag_agent_stop(agent *a, int code, const char *why, uint32_t now_ms)
     a->exit_code = code;
     a->after = AG_AFTER_EXIT;
     moat_zones_all_off(&a->zones, now_ms);
+    ag_update_abort(a, "the agent stops");
+    ag_update_offline(a, now_ms);
     if (moat_mqtt_get_state(&a->mqtt) == MOAT_MQTT_CONNECTED) {
         publish_zones(a, now_ms);
         ag_publish(a, a->topics.state, offline, sizeof offline - 1, 1, true, now_ms);
@@ -674,6 +745,8 @@ void ag_agent_reconfigure(agent *a, uint32_t now_ms)
         return;
     a->after = AG_AFTER_RECONFIGURE;
     moat_zones_all_off(&a->zones, now_ms);
+    ag_update_abort(a, "a new configuration is applied");
+    ag_update_offline(a, now_ms);
     if (moat_mqtt_get_state(&a->mqtt) == MOAT_MQTT_CONNECTED) {
         publish_zones(a, now_ms);
         /* The new config may name another state topic: leave no stale
@@ -690,6 +763,26 @@ void ag_agent_reconfigure(agent *a, uint32_t now_ms)
     finish_close(a, now_ms);
 }
 
+void ag_agent_relink(agent *a, uint32_t now_ms)
+{
+    if (a->phase == AG_PHASE_CLOSING)
+        return;
+    a->after = AG_AFTER_RELINK;
+    ag_update_offline(a, now_ms);
+    if (moat_mqtt_get_state(&a->mqtt) == MOAT_MQTT_CONNECTED &&
+        moat_mqtt_disconnect(&a->mqtt, now_ms) == MOAT_OK) {
+        a->close_by_ms = now_ms + AG_CLOSE_GRACE_MS;
+        set_phase(a, AG_PHASE_CLOSING, now_ms);
+        return;
+    }
+    finish_close(a, now_ms);
+}
+
+bool ag_agent_output_drained(const agent *a)
+{
+    return !engine_has_output(a);
+}
+
 static void finish_close(agent *a, uint32_t now_ms)
 {
     bool new_clock;
@@ -697,6 +790,18 @@ static void finish_close(agent *a, uint32_t now_ms)
     ag_link_close(&a->link);
     if (a->after == AG_AFTER_EXIT) {
         a->exit_now = true;
+        return;
+    }
+    if (a->after == AG_AFTER_RELINK) {
+        /* load the credentials creds.c names now, and connect at once */
+        a->after = AG_AFTER_NONE;
+        ag_link_unload(&a->link);
+        if (moat_mqtt_get_state(&a->mqtt) != MOAT_MQTT_IDLE)
+            moat_mqtt_link_down(&a->mqtt, MOAT_OK, now_ms);
+        a->mqtt_started = moat_mqtt_get_state(&a->mqtt) != MOAT_MQTT_IDLE;
+        a->creds_retry_ms = now_ms;
+        a->down_since_ms = now_ms;
+        set_phase(a, AG_PHASE_CREDENTIALS, now_ms);
         return;
     }
     if (a->after != AG_AFTER_RECONFIGURE)
@@ -756,6 +861,11 @@ void ag_agent_service(agent *a, uint32_t now_ms)
         tls_step(a, now_ms);
     if (a->phase >= AG_PHASE_MQTT)
         pump(a, now_ms);
+    if (a->trial_refused) {
+        a->trial_refused = false;
+        if (a->phase == AG_PHASE_SUBSCRIBE)
+            attempt_failed(a, MOAT_ERR_SUBACK_FAILURE, now_ms);
+    }
     if (a->exit_now)
         return;
 
@@ -767,6 +877,12 @@ void ag_agent_service(agent *a, uint32_t now_ms)
     }
     if (moat_zones_take_changed(&a->zones))
         a->zones_dirty = true;
+    if (a->phase != AG_PHASE_CLOSING) {
+        ag_update_service(a, now_ms);
+        ag_creds_service(a, now_ms);
+        if (a->exit_now)
+            return;
+    }
     if (a->phase == AG_PHASE_READY) {
         if (a->zones_dirty)
             publish_zones(a, now_ms);
@@ -850,6 +966,7 @@ uint32_t ag_agent_next_timeout(agent *a, uint32_t now_ms)
         t = 0; /* bytes wait inside mbedTLS; the socket will not say so */
     t = min_u32(t, moat_zones_next_timeout(&a->zones, now_ms));
     t = min_u32(t, ag_relay_spi_next_timeout());
+    t = min_u32(t, ag_update_next_timeout(a, now_ms));
     if (a->phase != AG_PHASE_CLOSING) {
         t = min_u32(t, until(now_ms, a->status_due_ms));
         if (a->phase != AG_PHASE_READY)
@@ -876,5 +993,6 @@ size_t ag_agent_pollfds(agent *a, struct pollfd *p, size_t cap)
         p[n].fd = ag_link_fd(&a->link);
         p[n++].events = (short)((r ? POLLIN : 0) | (w ? POLLOUT : 0));
     }
+    n += ag_update_pollfds(a, p + n, cap - n);
     return n;
 }

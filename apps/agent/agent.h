@@ -10,6 +10,11 @@
  *   link.c      TCP + mutual TLS to the broker
  *   relay.c     the simulated relay driver (--relay-file)
  *   relay_spi.c the relays on the moat-avr co-processor (--relay-driver)
+ *   update.c    signed firmware updates: A/B slots, the image verifier, the
+ *               download over HTTPS, the transfer over MQTT, trial and
+ *               confirmation; config.json from the update server
+ *   creds.c     credential rotation: csr, cert, ca, key, the trial
+ *               connection, commit and rollback
  *   watchdog.c  the loop stall check (SIGALRM) and the exit codes it uses
  *   notify.c    systemd's sd_notify datagrams, without libsystemd
  *   log.c       levelled log lines on stderr
@@ -24,6 +29,7 @@
 
 #include "moat/command.h"
 #include "moat/config.h"
+#include "moat/credstore.h"
 #include "moat/error.h"
 #include "moat/mqtt.h"
 #include "moat/posix.h"
@@ -43,7 +49,7 @@
 #define AG_EXIT_CONFIG 2    /* usage error, or config.json invalid or unreadable */
 #define AG_EXIT_WATCHDOG 3  /* the loop stalled past its limit */
 #define AG_EXIT_LINK_DOWN 4 /* no broker connection for longer than waittimeout */
-#define AG_EXIT_REBOOT 5    /* the reboot command */
+#define AG_EXIT_REBOOT 5    /* the reboot command, or a new image to start on trial */
 
 /* ------------------------------------------------------------- log.c -- */
 
@@ -129,6 +135,11 @@ typedef struct ag_link {
 void ag_link_init(ag_link *l);
 /* Load cafile, certfile, keyfile (moat_tls_init). Words: ag_link_error. */
 moat_err ag_link_load(ag_link *l, const moat_config *cfg, ag_time *clock);
+/* The same with other credential files (the pending set of creds.c). */
+moat_err ag_link_load_files(ag_link *l, const moat_config *cfg, const char *cafile,
+                            const char *certfile, const char *keyfile, ag_time *clock);
+/* Read the expiry and CN of our certificate again (after a commit). */
+void ag_link_read_cert(ag_link *l, const char *certfile);
 void ag_link_unload(ag_link *l);
 /* MOAT_OK (open), MOAT_ERR_WOULD_BLOCK (poll when the fd is ready), or an
  * error. The TLS handshake is part of opening. */
@@ -220,7 +231,8 @@ const char *ag_phase_name(ag_phase p);
 typedef enum ag_after {
     AG_AFTER_NONE = 0,
     AG_AFTER_EXIT,         /* exit with exit_code */
-    AG_AFTER_RECONFIGURE   /* apply next_cfg */
+    AG_AFTER_RECONFIGURE,  /* apply next_cfg */
+    AG_AFTER_RELINK        /* connect again with other credentials (creds.c) */
 } ag_after;
 
 typedef struct ag_opts {
@@ -230,7 +242,15 @@ typedef struct ag_opts {
     const char *status_file;
     uint32_t stall_limit_ms;
     bool verbose;
+    const char *slots_dir;            /* --slots-dir, else $MOAT_SLOTS_DIR */
+    const char *update_keys[2];       /* --update-key: trusted signing keys */
+    unsigned update_key_count;
+    const char *product;              /* --product: the image product id */
+    const char *credstore;            /* --credstore: the pending set's dir */
 } ag_opts;
+
+/* Product id of images when there is no --product. */
+#define AG_DEFAULT_PRODUCT "moat-agent"
 
 /* Expanded topics for the current id and config ("" when unused). */
 typedef struct ag_topics {
@@ -241,9 +261,11 @@ typedef struct ag_topics {
     char zonecmd[MOAT_CONFIG_TOPIC_MAX];
 } ag_topics;
 
-/* MQTT memory: commands up to AG_CONFIG_FILE_MAX bytes (config) must fit rx. */
+/* MQTT memory: commands up to AG_CONFIG_FILE_MAX bytes (config) must fit
+ * rx, and so must update blocks of AG_OTA_MAX_BLOCK bytes with their topic. */
 #define AG_TX_SIZE (24u * 1024u)
 #define AG_RX_SIZE (AG_CONFIG_FILE_MAX + 1024u)
+#define AG_OTA_MAX_BLOCK 16384u
 #define AG_STORE_SIZE (32u * 1024u)
 #define AG_INFLIGHT 32u
 
@@ -270,6 +292,9 @@ typedef struct agent {
     bool mqtt_started;
     uint16_t sub_id;
     bool sub_refused;
+    size_t sub_ota_at;                /* index of the update filters in the
+                                         SUBSCRIBE, 0 when none */
+    bool trial_refused;               /* SUBACK refused new credentials */
 
     ag_phase phase;
     uint32_t start_ms;
@@ -329,6 +354,11 @@ void ag_publish_status(agent *a, uint32_t now_ms);
 void ag_write_status_file(agent *a, uint32_t now_ms);
 /* Begin applying next_cfg (closing the link first when it is up). */
 void ag_agent_reconfigure(agent *a, uint32_t now_ms);
+/* Close the link in order and connect again, loading the credentials
+ * creds.c names (a trial of a pending set, or back to the active one). */
+void ag_agent_relink(agent *a, uint32_t now_ms);
+/* True when everything queued for the broker has been written out. */
+bool ag_agent_output_drained(const agent *a);
 
 /* --------------------------------------------------------- commands.c -- */
 
@@ -336,5 +366,79 @@ void ag_agent_reconfigure(agent *a, uint32_t now_ms);
 void ag_commands_message(agent *a, const moat_mqtt_event *ev, uint32_t now_ms);
 /* A message too large for rx: the error result for its command. */
 void ag_commands_too_large(agent *a, const moat_mqtt_event *ev, uint32_t now_ms);
+/* Publish a result document on the result topic of command name (QoS 1). */
+void ag_publish_result(agent *a, const char *name, const char *doc, size_t len,
+                       uint32_t now_ms);
+/* {"ok":false,"error":why} on the result topic of name, and a log line. */
+void ag_result_error(agent *a, const char *name, const char *why, uint32_t now_ms);
+/* The config command's checks and write, for a config from anywhere (the
+ * payload, or the update server): parse, check, write, then reconfigure.
+ * source names it in messages. Words of a refusal in msg. */
+moat_err ag_config_apply(agent *a, const char *source, const char *text, size_t len,
+                         char *msg, size_t cap);
+
+/* ----------------------------------------------------------- update.c -- */
+
+/* Settings from the options and launcher's environment: trusted keys,
+ * product, slot directory, the running slot and version. AG_EXIT_CONFIG
+ * with words in msg for a key or slot directory that cannot be used. */
+int ag_update_init(agent *a, char *msg, size_t cap);
+/* (Re)derive the update topics after the config changed. */
+void ag_update_setup(agent *a, uint32_t now_ms);
+/* The SUBSCRIBE filters of updates over MQTT (0, or 2 into subs). */
+size_t ag_update_filters(agent *a, moat_mqtt_sub *subs, size_t cap);
+/* The broker granted (or refused) those filters: the link is ready. */
+void ag_update_online(agent *a, bool granted, uint32_t now_ms);
+/* The link is going or gone. */
+void ag_update_offline(agent *a, uint32_t now_ms);
+/* An incoming message: true when it was an update message (taken). */
+bool ag_update_message(agent *a, const moat_mqtt_event *ev, uint32_t now_ms);
+/* A status document was published while online: confirm a trial start. */
+void ag_update_status_published(agent *a, uint32_t now_ms);
+/* Each loop turn: downloads, the MQTT transfer, a restart into a new slot. */
+void ag_update_service(agent *a, uint32_t now_ms);
+uint32_t ag_update_next_timeout(agent *a, uint32_t now_ms);
+size_t ag_update_pollfds(agent *a, struct pollfd *p, size_t cap);
+/* Stop whatever download runs (the agent stops or reconfigures). */
+void ag_update_abort(agent *a, const char *why);
+void ag_update_free(agent *a);
+/* For the status document: the running version and slot ("a", "b", "-"),
+ * and the update members (trial, bootstate, securitycounter, rollback,
+ * update, updatepercent) into an open JSON object. */
+const char *ag_update_version(void);
+const char *ag_update_slot(void);
+bool ag_update_on_trial(void);
+void ag_update_status_members(moat_json_writer *w);
+/* The config command with an empty payload: fetch config.json from the
+ * update server; the result comes when it is applied or refused. */
+moat_err ag_update_fetch_config(agent *a, char *why, size_t cap);
+/* The firmware and flash commands. */
+moat_err ag_cmd_firmware(const moat_command *self, void *user, const uint8_t *payload,
+                         size_t len, char *why, size_t cap);
+moat_err ag_cmd_flash(const moat_command *self, void *user, const uint8_t *payload,
+                      size_t len, char *why, size_t cap);
+
+/* ------------------------------------------------------------ creds.c -- */
+
+/* Open the credential store (--credstore, else <keyfile's dir>/credstore)
+ * and finish what a power cut interrupted. A store that cannot be opened
+ * only turns rotation off (the commands say why). */
+void ag_creds_init(agent *a);
+/* The files to load for the broker link (the pending set during a trial). */
+void ag_creds_paths(agent *a, const char **ca, const char **cert, const char **key);
+bool ag_creds_trying(void);
+/* The link is ready: commit a trial, publish a deferred result. */
+void ag_creds_online(agent *a, uint32_t now_ms);
+/* A connection attempt failed (words: why). During a trial: roll back and
+ * return true; the caller loads the active set again. */
+bool ag_creds_attempt_failed(agent *a, const char *words, uint32_t now_ms);
+/* Each loop turn: start a staged trial once the command's PUBACK is out. */
+void ag_creds_service(agent *a, uint32_t now_ms);
+bool ag_creds_busy(void);
+void ag_creds_status_members(moat_json_writer *w);
+moat_err ag_cmd_csr(const moat_command *self, void *user, const uint8_t *payload,
+                    size_t len, char *why, size_t cap);
+moat_err ag_cmd_cred(const moat_command *self, void *user, const uint8_t *payload,
+                     size_t len, char *why, size_t cap);
 
 #endif

@@ -54,57 +54,69 @@ static moat_err cmd_zone(const moat_command *self, void *user, const uint8_t *pa
 }
 
 /*
- * config: the payload is a whole new config.json. It must parse, give a
- * device id and topics, and its credentials must load; only then is it
- * written over the config file (temp + rename) and applied. Until then the
- * old config stays in force, in memory and on disk.
+ * A new config.json from the config command or the update server. It must
+ * parse, give a device id and topics, and its credentials must load; only
+ * then is it written over the config file (temp + rename) and applied.
+ * Until then the old config stays in force, in memory and on disk.
  */
+moat_err ag_config_apply(agent *a, const char *source, const char *text, size_t len,
+                         char *msg, size_t cap)
+{
+    struct stat st;
+    moat_err err;
+    int mode = 0600;
+
+    err = ag_config_parse(source, text, len, &a->next_cfg, &a->work, msg, cap, true);
+    if (err == MOAT_OK)
+        err = ag_agent_check_next(a, msg, cap);
+    if (err != MOAT_OK)
+        return err;
+    if (stat(a->opts.config_path, &st) == 0)
+        mode = (int)(st.st_mode & 0777);
+    err = ag_write_atomic(a->opts.config_path, text, len, mode, true, msg, cap);
+    if (err != MOAT_OK)
+        return err;
+    ag_log(AG_LOG_INFO, "%s: %zu bytes accepted and written to %s", source, len,
+           a->opts.config_path);
+    a->reconfigure_pending = true;
+    return MOAT_OK;
+}
+
+/* config: the payload is a whole new config.json; an empty payload asks the
+ * update server for this device's config.json (the result comes later). */
 static moat_err cmd_config(const moat_command *self, void *user, const uint8_t *payload,
                            size_t len, char *why, size_t cap)
 {
     agent *a = user;
     char msg[512];
-    struct stat st;
     moat_err err;
-    int mode = 0600;
 
     (void)self;
-    err = ag_config_parse("config command", (const char *)payload, len, &a->next_cfg,
-                          &a->work, msg, sizeof msg, true);
-    if (err == MOAT_OK)
-        err = ag_agent_check_next(a, msg, sizeof msg);
-    if (err != MOAT_OK) {
+    if (len == 0)
+        return ag_update_fetch_config(a, why, cap);
+    err = ag_config_apply(a, "config command", (const char *)payload, len, msg, sizeof msg);
+    if (err != MOAT_OK)
         snprintf(why, cap, "%s", msg);
-        return err;
-    }
-    if (stat(a->opts.config_path, &st) == 0)
-        mode = (int)(st.st_mode & 0777);
-    err = ag_write_atomic(a->opts.config_path, (const char *)payload, len, mode, true, msg,
-                          sizeof msg);
-    if (err != MOAT_OK) {
-        snprintf(why, cap, "%s", msg);
-        return err;
-    }
-    ag_log(AG_LOG_INFO, "config command: %zu bytes accepted and written to %s", len,
-           a->opts.config_path);
-    a->reconfigure_pending = true;
-    return MOAT_OK;
+    return err;
 }
+
+#define AG_CRED_PAYLOAD_MAX 8192u
 
 static const moat_command table[] = {
     {"reboot", cmd_reboot, 0},
     {"status", cmd_status, 0},
     {"config", cmd_config, AG_CONFIG_FILE_MAX},
     {MOAT_CONFIG_ZONE_COMMAND, cmd_zone, AG_ZONE_PAYLOAD_MAX},
-    {"firmware", moat_command_not_supported, 0},
-    {"flash", moat_command_not_supported, 0},
-    {"ca", moat_command_not_supported, 0},
-    {"cert", moat_command_not_supported, 0},
-    {"key", moat_command_not_supported, 0},
+    {"firmware", ag_cmd_firmware, 0},
+    {"flash", ag_cmd_flash, 0},
+    {"csr", ag_cmd_csr, 0},
+    {"ca", ag_cmd_cred, AG_CRED_PAYLOAD_MAX},
+    {"cert", ag_cmd_cred, AG_CRED_PAYLOAD_MAX},
+    {"key", ag_cmd_cred, AG_CRED_PAYLOAD_MAX},
 };
 
-static void publish_result(agent *a, const char *name, const char *doc, size_t len,
-                           uint32_t now_ms)
+void ag_publish_result(agent *a, const char *name, const char *doc, size_t len,
+                       uint32_t now_ms)
 {
     char topic[MOAT_CONFIG_TOPIC_MAX];
 
@@ -115,14 +127,14 @@ static void publish_result(agent *a, const char *name, const char *doc, size_t l
     ag_publish(a, topic, doc, len, 1, false, now_ms);
 }
 
-static void result_error(agent *a, const char *name, const char *error, uint32_t now_ms)
+void ag_result_error(agent *a, const char *name, const char *error, uint32_t now_ms)
 {
     char doc[MOAT_RESULT_JSON_MAX];
     size_t len = 0;
 
     ag_log(AG_LOG_WARN, "command '%s': %s", name, error);
     if (moat_result_json(doc, sizeof doc, false, error, &len) == MOAT_OK)
-        publish_result(a, name, doc, len, now_ms);
+        ag_publish_result(a, name, doc, len, now_ms);
 }
 
 /* The command name of a topic, or false when the topic is no command. A
@@ -140,7 +152,7 @@ static bool command_name(agent *a, const moat_mqtt_event *ev, char *name, size_t
                (const char *)ev->topic.data);
         return false;
     }
-    result_error(a, "invalid", "invalid command name (1..32 of A-Z a-z 0-9 _ . -)", now_ms);
+    ag_result_error(a, "invalid", "invalid command name (1..32 of A-Z a-z 0-9 _ . -)", now_ms);
     return false;
 }
 
@@ -157,7 +169,7 @@ void ag_commands_message(agent *a, const moat_mqtt_event *ev, uint32_t now_ms)
     if (ev->retain) {
         /* A retained command would run again at every connection (a
          * retained reboot: forever). */
-        result_error(a, name, "retained commands are refused: clear it with an empty "
+        ag_result_error(a, name, "retained commands are refused: clear it with an empty "
                      "retained message", now_ms);
         return;
     }
@@ -171,7 +183,7 @@ void ag_commands_message(agent *a, const moat_mqtt_event *ev, uint32_t now_ms)
         ag_log(AG_LOG_INFO, "command '%s': ok", name);
     else
         ag_log(AG_LOG_WARN, "command '%s': %s", name, doc);
-    publish_result(a, name, doc, len, now_ms);
+    ag_publish_result(a, name, doc, len, now_ms);
 }
 
 void ag_commands_too_large(agent *a, const moat_mqtt_event *ev, uint32_t now_ms)
@@ -182,5 +194,5 @@ void ag_commands_too_large(agent *a, const moat_mqtt_event *ev, uint32_t now_ms)
         return;
     snprintf(why, sizeof why, "payload of %zu bytes is larger than the receive buffer "
              "(%u bytes) for command '%s'", ev->total, AG_RX_SIZE, name);
-    result_error(a, name, why, now_ms);
+    ag_result_error(a, name, why, now_ms);
 }

@@ -90,15 +90,23 @@ static bool cert_expiry(const char *path, int64_t *unix_s, char *cn, size_t cn_c
 
 moat_err ag_link_load(ag_link *l, const moat_config *cfg, ag_time *clock)
 {
+    return ag_link_load_files(l, cfg, cfg->cafile, cfg->certfile, cfg->keyfile, clock);
+}
+
+/* The paths are read here only (mbedTLS keeps what it parsed), so they may
+ * name a pending set that a commit renames later. */
+moat_err ag_link_load_files(ag_link *l, const moat_config *cfg, const char *cafile,
+                            const char *certfile, const char *keyfile, ag_time *clock)
+{
     moat_err err;
 
     ag_link_unload(l);
     l->host = cfg->mqttserver;
     l->port = cfg->mqttport;
     memset(&l->tls_cfg, 0, sizeof l->tls_cfg);
-    l->tls_cfg.ca.path = cfg->cafile;
-    l->tls_cfg.cert.path = cfg->certfile;
-    l->tls_cfg.key.path = cfg->keyfile;
+    l->tls_cfg.ca.path = cafile;
+    l->tls_cfg.cert.path = certfile;
+    l->tls_cfg.key.path = keyfile;
     l->tls_cfg.time_now = ag_time_tls_now;
     l->tls_cfg.time_user = clock;
     err = moat_tls_init(&l->tls, &l->tls_cfg);
@@ -106,9 +114,13 @@ moat_err ag_link_load(ag_link *l, const moat_config *cfg, ag_time *clock)
         return tls_failed(l, err);
     l->loaded = true;
     moat_tls_transport(&l->tls, &l->tls_t);
-    l->has_expiry = cert_expiry(cfg->certfile, &l->cert_expiry_s, l->cert_cn,
-                                sizeof l->cert_cn);
+    ag_link_read_cert(l, certfile);
     return MOAT_OK;
+}
+
+void ag_link_read_cert(ag_link *l, const char *certfile)
+{
+    l->has_expiry = cert_expiry(certfile, &l->cert_expiry_s, l->cert_cn, sizeof l->cert_cn);
 }
 
 void ag_link_unload(ag_link *l)

@@ -26,6 +26,8 @@
 static const char usage[] =
     "usage: moat-agent [-c config.json] [-v] [--relay-file FILE] [--status-file FILE]\n"
     "                  [--stall-limit SECONDS] [--relay-driver SPEC]\n"
+    "                  [--update-key FILE]... [--product ID] [--slots-dir DIR]\n"
+    "                  [--credstore DIR]\n"
     "\n"
     "The moat device daemon: keeps a mutual-TLS MQTT connection to the broker\n"
     "named in config.json, publishes status, runs commands, drives the zones.\n"
@@ -40,12 +42,21 @@ static const char usage[] =
     "      --status-file FILE write the status document to FILE, also while offline\n"
     "      --stall-limit SEC  the main loop may stall this long before the agent\n"
     "                         exits with code 3 (default 30, or systemd's WatchdogSec)\n"
+    "      --update-key FILE  trust update images signed by this ECDSA P-256 key\n"
+    "                         (moat keygen's .pub; up to two); without one the\n"
+    "                         firmware command and updates over MQTT are refused\n"
+    "      --product ID       the product id images must name (default " AG_DEFAULT_PRODUCT ")\n"
+    "      --slots-dir DIR    the A/B slot directory (default: $MOAT_SLOTS_DIR, set\n"
+    "                         by moat-launch)\n"
+    "      --credstore DIR    pending credentials during a rotation (default: the\n"
+    "                         keyfile's directory + /credstore)\n"
     "  -h, --help             this text\n"
     "      --version          the version\n"
     "\n"
     "exit codes: 0 stopped by a signal, 1 runtime error, 2 usage or config error,\n"
     "            3 main loop stalled, 4 broker unreachable longer than waittimeout,\n"
-    "            5 reboot command\n";
+    "            5 reboot command or a new image to start (on trial); a trial\n"
+    "            start exits 1, never 2, so that systemd starts it again\n";
 
 /* ----------------------------------------------------------- signals -- */
 
@@ -118,6 +129,10 @@ static int parse_options(int argc, char **argv, ag_opts *o)
         {"relay-driver", required_argument, NULL, 'R'},
         {"status-file", required_argument, NULL, 's'},
         {"stall-limit", required_argument, NULL, 'w'},
+        {"update-key", required_argument, NULL, 'k'},
+        {"product", required_argument, NULL, 'p'},
+        {"slots-dir", required_argument, NULL, 'd'},
+        {"credstore", required_argument, NULL, 'C'},
         {"help", no_argument, NULL, 'h'},
         {"version", no_argument, NULL, 'V'},
         {NULL, 0, NULL, 0},
@@ -141,6 +156,16 @@ static int parse_options(int argc, char **argv, ag_opts *o)
                 return AG_EXIT_CONFIG;
             }
             break;
+        case 'k':
+            if (o->update_key_count == 2) {
+                fprintf(stderr, "moat-agent: --update-key: at most two keys\n");
+                return AG_EXIT_CONFIG;
+            }
+            o->update_keys[o->update_key_count++] = optarg;
+            break;
+        case 'p': o->product = optarg; break;
+        case 'd': o->slots_dir = optarg; break;
+        case 'C': o->credstore = optarg; break;
         case 'h': fputs(usage, stdout); return -1;
         case 'V': printf("moat-agent %s\n", MOAT_AGENT_VERSION); return -1;
         case ':':
@@ -165,7 +190,7 @@ static agent the_agent;
 
 static int run(agent *a)
 {
-    struct pollfd p[4];
+    struct pollfd p[6];
     uint32_t sd_wd = ag_notify_watchdog_ms(), stall = a->opts.stall_limit_ms;
     uint32_t now, fed = 0, t, turn_start;
     size_t n, i;
@@ -224,13 +249,26 @@ static int run(agent *a)
     return a->exit_code;
 }
 
+/* A trial start must not exit 2: systemd would not start it again
+ * (RestartPreventExitStatus=2), and it could never roll back. */
+static int exit_code(int rc)
+{
+    const char *trial = getenv("MOAT_SLOT_TRIAL");
+
+    if (rc == AG_EXIT_CONFIG && trial != NULL && strcmp(trial, "1") == 0) {
+        ag_log(AG_LOG_ERROR, "exit code 1, not 2: this is a trial start");
+        return AG_EXIT_ERROR;
+    }
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     ag_opts o;
     int rc = parse_options(argc, argv, &o);
 
     if (rc != AG_EXIT_OK)
-        return rc < 0 ? AG_EXIT_OK : rc;
+        return exit_code(rc < 0 ? AG_EXIT_OK : rc);
     ag_log_set_level(o.verbose ? AG_LOG_DEBUG : AG_LOG_INFO);
     if (signals_init() != 0) {
         ag_log(AG_LOG_ERROR, "cannot make the signal pipe: %s", strerror(errno));
@@ -240,7 +278,7 @@ int main(int argc, char **argv)
     rc = ag_agent_init(&the_agent, &o, moat_clock_ms());
     if (rc != AG_EXIT_OK) {
         ag_notify_status("config.json is invalid; see the log");
-        return rc;
+        return exit_code(rc);
     }
     rc = run(&the_agent);
     ag_agent_free(&the_agent);

@@ -1,7 +1,7 @@
 #!/bin/bash
 # tests/agent/agent_test.sh - moat-agent end to end, against a real Mosquitto.
 #
-# usage: agent_test.sh SECTION MOAT MOAT_AGENT MOAT_MQTT AGENT_HELPER
+# usage: agent_test.sh SECTION MOAT MOAT_AGENT MOAT_MQTT AGENT_HELPER [MOAT_LAUNCH MOAT_SERVER]
 #
 # Every section makes its own PKI with `moat pki`, its own broker config with
 # `moat broker-config` (TLS, ACL) on a free loopback port, its own fake SNTP
@@ -10,14 +10,20 @@
 # reads the results, as an operator would. Every process started here is
 # stopped by its pid.
 #
-# Sections: config online commands zones restart clock watchdog presets
+# Sections: config online commands zones restart clock watchdog presets,
+# and the signed updates (moat-launch runs the agent from A/B slots;
+# moat-server is the update server; images are the agent itself, signed
+# at run time with `moat keygen` and `moat sign`): update download
+# mqttupdate creds powercut
 set -u
 
-SECTION=${1:?usage: agent_test.sh SECTION MOAT MOAT_AGENT MOAT_MQTT AGENT_HELPER}
+SECTION=${1:?usage: agent_test.sh SECTION MOAT MOAT_AGENT MOAT_MQTT AGENT_HELPER [MOAT_LAUNCH MOAT_SERVER]}
 MOAT=${2:?}
 AGENT=${3:?}
 MQTT=${4:?}
 HELPER=${5:?}
+LAUNCH=${6:-}
+SERVER=${7:-}
 PATH=$PATH:/usr/sbin:/sbin
 export LC_ALL=C
 
@@ -31,16 +37,19 @@ PIDS=()
 BROKER_PID=
 AGENT_PID=
 SNTP_PID=
+SERVER_PID=
+LOOP_PID=
 PASS=0
 FAIL=0
 
 cleanup() {
     local p
     [ -n "$AGENT_PID" ] && kill -CONT "$AGENT_PID" 2>/dev/null
-    for p in $AGENT_PID "${PIDS[@]}" $SNTP_PID $BROKER_PID; do
+    [ -n "$LOOP_PID" ] && stop_launched
+    for p in $AGENT_PID "${PIDS[@]}" $SNTP_PID $SERVER_PID $BROKER_PID; do
         kill "$p" 2>/dev/null
     done
-    for p in $AGENT_PID "${PIDS[@]}" $SNTP_PID $BROKER_PID; do
+    for p in $AGENT_PID "${PIDS[@]}" $SNTP_PID $SERVER_PID $BROKER_PID; do
         wait "$p" 2>/dev/null
     done
     if [ "$FAIL" -ne 0 ] || [ -n "${MOAT_TEST_KEEP:-}" ]; then
@@ -155,8 +164,11 @@ start_sntp() {
     SNTP_PORT=$(cat "$T/sntp.port")
 }
 
-# write_config FILE [EXTRA-JSON-MEMBERS]: a config for this device and broker.
+# write_config FILE [EXTRA-JSON-MEMBERS]: a config for this device and broker
+# (credentials: $CRED/ca.crt, device.crt, device.key when CRED is set).
 write_config() {
+    local ca=$P/ca.crt crt=$P/devices/$DEV.crt key=$P/devices/$DEV.key
+    [ -n "${CRED:-}" ] && ca=$CRED/ca.crt crt=$CRED/device.crt key=$CRED/device.key
     cat >"$1" <<EOF
 {
   "mqttserver": "localhost",
@@ -166,9 +178,9 @@ write_config() {
   "waittimeout": ${WAITTIMEOUT:-30000},
   "retrytimeout": ${RETRYTIMEOUT:-500},
   "deviceid": "$DEV",
-  "cafile": "$P/ca.crt",
-  "certfile": "$P/devices/$DEV.crt",
-  "keyfile": "$P/devices/$DEV.key",
+  "cafile": "$ca",
+  "certfile": "$crt",
+  "keyfile": "$key",
   "zones": {"count": 8, "maxseconds": 600}${2:+,
   $2}
 }
@@ -414,17 +426,32 @@ section_commands() {
     online_setup
     local n
 
-    echo "# status, unknown, not supported"
+    echo "# status, unknown, updates without their settings"
     n=$(count "$T/all.out" "moat/$DEV/status {")
     ask status ""
     check "status: ok" test "$RES" = '{"ok":true}'
     check "... and a status is published at once" wait_for "$T/all.out" "moat/$DEV/status {" 2 $((n + 1))
     ask frobnicate "x"
     check "an unknown command gets an error" test "$RES" = "{\"ok\":false,\"error\":\"unknown command 'frobnicate'\"}"
-    for c in firmware flash ca cert key; do
+    # Without --update-key, a slot directory or an update server, the update
+    # commands refuse with words; a credential that does not parse too.
+    ask firmware ""
+    check "firmware without a trusted key: $RES" \
+        test "$RES" = '{"ok":false,"error":"no trusted update key: start moat-agent with --update-key FILE"}'
+    ask firmware "now please"
+    check "firmware with a payload other than stage: $RES" \
+        has <(echo "$RES") '"ok":false,"error":"the payload is empty .* or \\"stage\\"'
+    ask flash ""
+    check "flash without a slot directory: $RES" \
+        has <(echo "$RES") '"ok":false,"error":"no slot directory: moat-agent was not started by moat-launch'
+    for c in ca cert key; do
         ask "$c" "payload"
-        check "$c: not supported" test "$RES" = "{\"ok\":false,\"error\":\"command '$c' is not supported\"}"
+        check "$c: a payload that is no credential gets an error: $RES" \
+            has <(echo "$RES") '^\{"ok":false,"error":".+"\}$'
     done
+    ask cert ""
+    check "cert: an empty payload: $RES" \
+        test "$RES" = '{"ok":false,"error":"the payload is the new device certificate, PEM or DER"}'
     n=$(count "$T/all.out" "moat/$DEV/result/invalid ")
     cmd "$(printf 'x%.0s' $(seq 40))" ""
     check "a name over 32 characters gets an error result under 'invalid'" \
@@ -722,14 +749,772 @@ EOF
     stop_agent
 }
 
+# ------------------------------------------------------- signed updates --
+# The update sections run the agent as a device does: moat-launch picks the
+# A/B slot and execs the agent from it, again after every exit (systemd's
+# Restart=always), so exit code 5 after an install starts the new image on
+# trial. The images are the agent binary itself, signed with `moat sign`
+# as 1.0.0, 2.0.0, ...; versions differ only in their signed headers.
+
+S=$T/slots          # the slot directory
+SRV=$T/srv          # the update server's directory
+PRODUCT=moat-agent  # the agent's default product id
+
+need_update_tools() {
+    [ -x "$LAUNCH" ] && [ -x "$SERVER" ] ||
+        { bad "agent_test.sh $SECTION needs MOAT_LAUNCH and MOAT_SERVER"; exit 1; }
+}
+
+# start_server [options]: moat-server over $SRV on a free port (SPORT).
+start_server() {
+    local i
+    mkdir -p "$SRV/images" "$SRV/configs" "$SRV/devices"
+    rm -f "$SRV/port"
+    "$SERVER" --dir "$SRV" --cert "$P/servers/localhost.crt" --key "$P/servers/localhost.key" \
+        --ca "$P/ca.crt" --port 0 --bind 127.0.0.1 --port-file "$SRV/port" --path /fw/ \
+        --product "$PRODUCT" "$@" >>"$T/server.log" 2>&1 &
+    SERVER_PID=$!
+    for i in $(seq 1 100); do
+        [ -s "$SRV/port" ] && { SPORT=$(cat "$SRV/port"); return 0; }
+        kill -0 "$SERVER_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    sed 's/^/    server | /' "$T/server.log"
+    return 1
+}
+
+stop_server() {
+    kill "$SERVER_PID" 2>/dev/null
+    wait "$SERVER_PID" 2>/dev/null
+    SERVER_PID=
+}
+
+# sign OUT VERSION COUNTER [FILE [KEY [PRODUCT]]]: a signed image of FILE
+# (default: the agent binary).
+sign() {
+    "$MOAT" sign --key "${5:-$T/fw.pem}" --product "${6:-$PRODUCT}" --version "$2" \
+        --counter "$3" "${4:-$AGENT}" -o "$1" >/dev/null
+}
+
+# publish IMAGE: the update server's only image, renamed in atomically.
+publish() {
+    rm -f "$SRV/images/"*
+    cp "$1" "$SRV/images/.new.tmp" && mv "$SRV/images/.new.tmp" "$SRV/images/$(basename "$1")"
+}
+
+# flip FILE OFFSET: change one byte of FILE.
+flip() {
+    local b
+    b=$(od -An -tu1 -j "$2" -N1 "$1" | tr -d ' ')
+    printf "\\$(printf '%03o' $(((b + 1) % 256)))" |
+        dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
+# start_launched [AGENT-ARGS...]: moat-launch runs the agent from $S, and
+# again after each exit; one line per exit in $T/launch.log.
+AGENT_ARGS=()
+start_launched() {
+    rm -f "$T/launch.stop"
+    (
+        while [ ! -e "$T/launch.stop" ]; do
+            echo "---- moat-launch" >>"$T/agent.log"
+            "$LAUNCH" --dir "$S" -- -c "$T/config.json" --relay-file "$T/relays" \
+                --status-file "$T/status.json" "${AGENT_ARGS[@]}" "$@" >>"$T/agent.log" 2>&1 &
+            echo $! >"$T/agent.pid"
+            wait $!
+            echo "exit $?" >>"$T/launch.log"
+            [ -e "$T/launch.stop" ] || sleep 0.2
+        done
+    ) &
+    LOOP_PID=$!
+}
+
+agent_pid() { cat "$T/agent.pid" 2>/dev/null; }
+
+stop_launched() {
+    local i p
+    [ -n "$LOOP_PID" ] || return 0
+    touch "$T/launch.stop"
+    for i in $(seq 1 100); do
+        p=$(agent_pid)
+        [ -n "$p" ] && kill "$p" 2>/dev/null
+        kill -0 "$LOOP_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill "$LOOP_PID" 2>/dev/null
+    wait "$LOOP_PID" 2>/dev/null
+    LOOP_PID=
+}
+
+launch_status() { "$LAUNCH" --dir "$S" --status 2>&1; }
+exits() { count "$T/launch.log" "exit "; }
+last_status() { grep -F "moat/$DEV/status {" "$T/all.out" | tail -1 | cut -d' ' -f2-; }
+# wait_status FIXED-STRING SECONDS: a status document holding it arrives
+# (counting from the N-th status when N is given).
+wait_status() {
+    local deadline=$(($(now_ms) + $2 * 1000))
+    until grep -F "moat/$DEV/status {" "$T/all.out" | tail -n +"${3:-1}" | grep -Fq -e "$1"; do
+        [ "$(now_ms)" -lt "$deadline" ] || return 1
+        sleep 0.05
+    done
+}
+statuses() { count "$T/all.out" "moat/$DEV/status {"; }
+
+# update_setup: PKI, broker, time server, signing keys, update server, a
+# config that names it, v1 provisioned into slot a, and the agent launched
+# from it and online.
+update_setup() {
+    need_update_tools
+    make_pki || { bad "moat pki made the PKI"; exit 1; }
+    start_broker || { bad "mosquitto starts"; exit 1; }
+    start_sntp now
+    (cd "$T" && "$MOAT" keygen fw >/dev/null && "$MOAT" keygen other >/dev/null) ||
+        { bad "moat keygen"; exit 1; }
+    start_server || { bad "moat-server starts"; exit 1; }
+    write_config "$T/config.json" "\"downloadserver\": \"localhost\", \"downloadport\": $SPORT,
+  \"downloadpath\": \"/fw/\"${EXTRA_CONFIG:+, $EXTRA_CONFIG}"
+    "$LAUNCH" --dir "$S" --install "$AGENT" --version 1.0.0 --counter 1 --confirmed 2>>"$T/agent.log" ||
+        { bad "moat-launch provisions v1"; exit 1; }
+    # (not moat/<id>/#: the image blocks would fill the file)
+    start_sub all "moat/$DEV/state" "moat/$DEV/status" "moat/$DEV/result/#" \
+        "moat/$DEV/zones" "moat/$DEV/ota/status" || { bad "operator subscriber"; exit 1; }
+    AGENT_ARGS=(--update-key "$T/fw.pub")
+    [ -n "${NO_LAUNCH:-}" ] && return 0
+    start_launched
+    if wait_status '"version":"1.0.0","slot":"a"' 20; then
+        ok "v1 runs from slot a and is online (broker $PORT, update server $SPORT)"
+    else
+        bad "v1 runs from slot a and is online"
+        exit 1
+    fi
+}
+
+# untouched WHAT SLOT SHA EXITS: after a refusal, the running slot and the
+# record are as they were, and the agent did not restart.
+untouched() {
+    local st
+    st=$(launch_status)
+    check "$1: the running slot $2 is untouched" test "$(sha256sum <"$S/slot-$2")" = "$3"
+    check "$1: ... still the confirmed, active one" \
+        has <(echo "$st") "^\{\"slot\":\"$2\",\"active\":\"$2\",\"pending\":\"-\",\"state\":\"confirmed\""
+    check "$1: ... and the agent runs on, no restart" test "$(exits)" = "$4"
+}
+
+# refuse WHAT IMAGE WORDS: the update server offers IMAGE; the agent refuses
+# it with WORDS in its result and its status.
+refuse() {
+    local what=$1 sum n
+    sum=$(sha256sum <"$S/slot-b")
+    n=$(exits)
+    publish "$2"
+    ask firmware ""
+    check "$what: refused: $RES" hasf <(echo "$RES") "{\"ok\":false,\"error\":\"$3"
+    cmd status ""
+    check "$what: ... the status says it in errormessage" \
+        wait_status "\"errormessage\":\"firmware: $3" 5 "$(statuses)"
+    untouched "$what" b "$sum" "$n"
+}
+
+# ---------------------------------------------------------------- update --
+# v1 -> v2 over HTTPS with the launcher, 304, every refusal, rollback.
+section_update() {
+    local st n sz
+    update_setup
+
+    echo "# v1 -> v2 from the update server"
+    sign "$T/v2.img" 2.0.0 2
+    publish "$T/v2.img"
+    ask firmware ""
+    check "firmware: v2 installed into slot b: $RES" \
+        test "$RES" = '{"ok":true,"firmware":"installed","version":"2.0.0","slot":"b"}'
+    check "... the server saw curimage=1.0.0" hasf "$T/server.log" "status=200"
+    check "... the agent restarts (exit code 5)" wait_for "$T/launch.log" "exit 5" 10
+    check "... moat-launch starts v2 on trial" \
+        wait_for "$T/agent.log" "slot b (version 2.0.0) on trial: 2 trial starts left" 10
+    check "... its status shows slot b, 2.0.0, on trial" \
+        wait_status '"version":"2.0.0","slot":"b"' 15
+    check "... trial:true before it confirms" \
+        hasf <(grep -F '"version":"2.0.0"' "$T/all.out") '"trial":true,"bootstate":"trial"'
+    check "... then it confirms: trial:false, counter 2" \
+        wait_status '"trial":false,"bootstate":"confirmed","securitycounter":2,"rollback":""' 10
+    check "... after it reached the broker and published its status" \
+        has "$T/agent.log" "slot b \(version 2.0.0\) reached the broker and confirmed"
+    st=$(launch_status)
+    check "the boot record: b active and confirmed, counter 2" \
+        has <(echo "$st") '^\{"slot":"b","active":"b","pending":"-","state":"confirmed","trial":false,"trialsleft":0,"version":"2.0.0","securitycounter":2'
+    check "slot b holds the agent, byte for byte" cmp -s "$S/slot-b" "$AGENT"
+    ask firmware ""
+    check "firmware again: 304, it runs the newest: $RES" \
+        test "$RES" = '{"ok":true,"firmware":"current","version":"2.0.0"}'
+    check "... the server said 304" hasf "$T/server.log" "status=304"
+
+    echo "# refusals: each in its own words; the running slot is untouched"
+    sign "$T/bad-payload.img" 2.1.0 2
+    sz=$(stat -c %s "$T/bad-payload.img")
+    flip "$T/bad-payload.img" $((sz - 1000))
+    refuse "a changed payload byte" "$T/bad-payload.img" \
+        "payload SHA-256 does not match the header: the payload was changed"
+    sign "$T/bad-header.img" 2.2.0 2
+    flip "$T/bad-header.img" 70
+    refuse "a changed header byte" "$T/bad-header.img" "image signature does not verify with key id "
+    sign "$T/other-key.img" 2.3.0 2 "$AGENT" "$T/other.pem"
+    refuse "an image signed by another key" "$T/other-key.img" "image is signed by unknown key id "
+    sign "$T/old-counter.img" 2.4.0 1
+    refuse "a lower security counter" "$T/old-counter.img" \
+        "image security counter 1 is lower than the device's 2"
+    sign "$T/product.img" 2.5.0 2 "$AGENT" "$T/fw.pem" other-board
+    echo '{"product": "other-board"}' >"$SRV/devices/$DEV.json"
+    refuse "an image for another product" "$T/product.img" 'image is for product \"other-board\"'
+    rm -f "$SRV/devices/$DEV.json"
+    check "only v2 and the changed payload (good signature) reached a slot; the other refusals came before any write" \
+        test "$(count "$T/agent.log" "update: writing slot")" = 2
+
+    echo "# a broken v3 (exits at once) rolls back to v2 by itself"
+    printf '#!/bin/sh\necho "broken v3: exits at once" >&2\nexit 3\n' >"$T/broken.sh"
+    sign "$T/v3.img" 3.0.0 3 "$T/broken.sh"
+    publish "$T/v3.img"
+    n=$(exits)
+    ask firmware ""
+    check "firmware: the broken v3 installed into slot a: $RES" \
+        test "$RES" = '{"ok":true,"firmware":"installed","version":"3.0.0","slot":"a"}'
+    check "v3 is started on trial 3 times and exits 3 each time" \
+        wait_for "$T/launch.log" "exit 3" 20 3
+    check "... then v2 runs again by itself" \
+        wait_for "$T/agent.log" "last rollback: slot a (version 3.0.0) did not confirm within 3 starts: back to slot b (version 2.0.0)" 10
+    check "... and its status says why" \
+        wait_status '"rollback":"slot a (version 3.0.0) did not confirm within 3 starts: back to slot b (version 2.0.0)"' 15
+    check "... running 2.0.0 from slot b, confirmed, counter still 2" \
+        hasf <(last_status) '"version":"2.0.0","slot":"b"'
+    check "... (status members)" \
+        hasf <(last_status) '"trial":false,"bootstate":"confirmed","securitycounter":2'
+    st=$(launch_status)
+    check "the boot record: a rejected after 3 trial starts, b active" \
+        has <(echo "$st") '"active":"b".*"a":\{"state":"rejected","version":"3.0.0",[^}]*"trialstarts":3'
+    check "exits: 5 (install), 3, 3, 3" \
+        test "$(tail -n +$((n + 1)) "$T/launch.log" | head -4 | tr '\n' ' ')" = "exit 5 exit 3 exit 3 exit 3 "
+}
+
+# -------------------------------------------------------------- download --
+# config.json from the update server; a download cut in the middle goes on
+# with Range; firmware stage, then flash.
+section_download() {
+    local sum n st sz
+    update_setup
+
+    echo "# config.json from the update server (config with an empty payload)"
+    sum=$(sha256sum <"$T/config.json")
+    ask config ""
+    check "no config.json for this device on the server: an error: $RES" \
+        has <(echo "$RES") '"ok":false,"error":"update server answered 404 Not Found for /fw/config.json'
+    echo '{"mqttserver": "localhost", oops' >"$SRV/configs/$DEV.json"
+    ask config ""
+    check "a broken config.json on the server is refused: $RES" \
+        has <(echo "$RES") '"ok":false,"error":"config.json from the update server: line 1: .*JSON'
+    check "... the config file is as it was" test "$(sha256sum <"$T/config.json")" = "$sum"
+    STATUSINTERVAL=1500 write_config "$SRV/configs/$DEV.json" "\"downloadserver\": \"localhost\",
+  \"downloadport\": $SPORT, \"downloadpath\": \"/fw/\""
+    n=$(count "$T/all.out" "moat/$DEV/state online")
+    ask config ""
+    check "a good config.json from the server is applied: $RES" \
+        test "$RES" = '{"ok":true,"config":"applied"}'
+    check "... written over the config file" cmp -s "$SRV/configs/$DEV.json" "$T/config.json"
+    check "... and in force: the agent reconnects" \
+        wait_for "$T/all.out" "moat/$DEV/state online" 10 $((n + 1))
+
+    echo "# a download cut in the middle goes on where it stopped (Range)"
+    stop_server
+    start_server --cut-after 300000 || { bad "moat-server --cut-after starts"; return; }
+    write_config "$T/config.json" "\"downloadserver\": \"localhost\", \"downloadport\": $SPORT,
+  \"downloadpath\": \"/fw/\""
+    n=$(count "$T/all.out" "moat/$DEV/state online")
+    kill -HUP "$(agent_pid)"
+    wait_for "$T/all.out" "moat/$DEV/state online" 10 $((n + 1))
+    sign "$T/v2.img" 2.0.0 2
+    sz=$(stat -c %s "$T/v2.img")
+    publish "$T/v2.img"
+    n=$(exits)
+    ask firmware stage
+    check "firmware stage: v2 staged in slot b: $RES" \
+        test "$RES" = '{"ok":true,"firmware":"staged","version":"2.0.0","slot":"b"}'
+    check "... the server cut the first download after 300000 bytes" \
+        hasf "$T/server.log" "sent=300000 of=$sz (connection broken)"
+    check "... the agent went on at byte 300000" \
+        hasf "$T/agent.log" "firmware: the download goes on at byte 300000 of $sz (connection 2)"
+    check "... with Range: the server sent only the rest" \
+        has "$T/server.log" "status=206 range=bytes=300000- .*sent=$((sz - 300000)) of=$((sz - 300000))"
+    check "... so every byte came once ($sz bytes, 2 connections)" \
+        hasf "$T/agent.log" "(2 connections, $sz bytes received)"
+    check "... staged: the agent runs on" test "$(exits)" = "$n"
+    st=$(launch_status)
+    check "the boot record: b pending, a still active" \
+        has <(echo "$st") '^\{"slot":"a","active":"a","pending":"b","state":"pending"'
+    cmd status ""
+    check "the status says the slot waits: bootstate pending" wait_status '"bootstate":"pending"' 5
+
+    echo "# flash: restart into the staged image"
+    ask flash ""
+    check "flash: ok" test "$RES" = '{"ok":true}'
+    check "... the agent restarts (exit 5)" wait_for "$T/launch.log" "exit 5" 10
+    check "... v2 runs on trial and confirms" \
+        wait_status '"version":"2.0.0","slot":"b","certexpiry"' 15
+    check "... confirmed" wait_status '"trial":false,"bootstate":"confirmed","securitycounter":2' 10
+    ask flash ""
+    check "flash with nothing staged: an error: $RES" \
+        has <(echo "$RES") '"ok":false,"error":"no verified image waits for its trial start'
+
+    echo "# a restart (kill -9) in the middle of a download: the next firmware command resumes it"
+    stop_server
+    start_server --cut-after 300000 || { bad "moat-server --cut-after starts"; return; }
+    # retrytimeout 5 s: the agent waits that long before it connects again,
+    # and is killed meanwhile
+    RETRYTIMEOUT=5000 write_config "$T/config.json" "\"downloadserver\": \"localhost\",
+  \"downloadport\": $SPORT, \"downloadpath\": \"/fw/\""
+    n=$(count "$T/all.out" "moat/$DEV/state online")
+    kill -HUP "$(agent_pid)"
+    wait_for "$T/all.out" "moat/$DEV/state online" 10 $((n + 1))
+    sign "$T/v3.img" 3.0.0 3
+    sz=$(stat -c %s "$T/v3.img")
+    publish "$T/v3.img"
+    n=$(count "$T/agent.log" "firmware: the connection broke: ")
+    cmd firmware ""
+    check "the connection broke after 300000 bytes; the agent made what it had durable" \
+        wait_for "$T/agent.log" "firmware: the connection broke: " 10 $((n + 1))
+    local durable at
+    durable=$(sed -n 's/.*firmware: the connection broke: \([0-9]*\) payload bytes are durable.*/\1/p' "$T/agent.log" | tail -1)
+    n=$(count "$T/all.out" "moat/$DEV/state online")
+    kill -9 "$(agent_pid)"
+    check "... killed (-9) while it waited to connect again" wait_for "$T/launch.log" "exit 137" 5
+    check "... moat-launch starts it again (v2)" wait_for "$T/all.out" "moat/$DEV/state online" 15 $((n + 1))
+    ask firmware ""
+    check "firmware again: v3 installed into slot a: $RES" \
+        test "$RES" = '{"ok":true,"firmware":"installed","version":"3.0.0","slot":"a"}'
+    check "... from the ${durable:-?} payload bytes slot a already held" \
+        hasf "$T/agent.log" "firmware: slot a holds ${durable:-?} payload bytes of an image a restart interrupted"
+    at=$(sed -n 's/.*the download resumes at byte \([0-9]*\) .*/\1/p' "$T/agent.log" | tail -1)
+    check "... the header came again (Range bytes=0-815), was verified again" \
+        has "$T/server.log" "status=206 range=bytes=0-815 "
+    check "... then only the rest, from byte ${at:-?} (206 with If-Range)" \
+        has "$T/server.log" "status=206 range=bytes=${at:-x}- if-range=\"[^\"]+\" first=${at:-x} sent=$((sz - ${at:-0}))"
+    check "... so the restarted agent received $((sz - ${at:-0})) of $sz bytes" \
+        hasf "$T/agent.log" "(1 connections, $((sz - ${at:-0})) bytes received)"
+    check "v3 runs on trial from slot a and confirms" \
+        wait_status '"version":"3.0.0","slot":"a","certexpiry"' 20
+    check "... counter 3" wait_status '"trial":false,"bootstate":"confirmed","securitycounter":3' 10
+    check "slot a holds the agent, byte for byte" cmp -s "$S/slot-a" "$AGENT"
+    check "no resume state is left" test ! -e "$S/download.state"
+}
+
+# ------------------------------------------------------------ mqttupdate --
+# The image over MQTT (`moat ota push`): v1 -> v2 with the launcher,
+# refusals, and transfers that resume after a device restart (kill -9) and
+# after an operator restart, without starting over.
+# push IMAGE [ARGS...]: moat ota push in the background (PUSH_PID, $T/push.out).
+push() {
+    local img=$1
+    shift
+    : >"$T/push.out"
+    "$MOAT" ota push "$DEV" "$img" --host localhost --port "$PORT" --dir "$P" "$@" \
+        >"$T/push.out" 2>&1 &
+    PUSH_PID=$!
+    PIDS+=($PUSH_PID)
+}
+# push_wait SECONDS: the push's exit code in EXIT_CODE.
+push_wait() { wait_exit "$PUSH_PID" "$1"; }
+
+section_mqttupdate() {
+    local sum n sz st run at
+    update_setup
+
+    echo "# v1 -> v2 over MQTT"
+    sign "$T/v2.img" 2.0.0 2
+    sz=$(stat -c %s "$T/v2.img")
+    push "$T/v2.img"
+    push_wait 60
+    check "moat ota push of v2 exits 0" test "$EXIT_CODE" = 0
+    check "... the device said done" hasf "$T/push.out" "done: device $DEV has the image ($sz bytes"
+    check "... verified and installed in slot b" \
+        hasf "$T/agent.log" "update over MQTT: image 2.0.0 (counter 2,"
+    check "... the agent restarts (exit 5)" wait_for "$T/launch.log" "exit 5" 10
+    check "... v2 runs from slot b on trial" \
+        wait_for "$T/agent.log" "slot b (version 2.0.0) on trial" 10
+    check "... and confirms" wait_status '"version":"2.0.0","slot":"b"' 15
+    check "... (counter 2)" wait_status '"trial":false,"bootstate":"confirmed","securitycounter":2' 10
+    check "slot b holds the agent, byte for byte" cmp -s "$S/slot-b" "$AGENT"
+
+    echo "# refusals over MQTT"
+    sum=$(sha256sum <"$S/slot-b")
+    n=$(exits)
+    sign "$T/v21.img" 2.1.0 2
+    head -c $((sz / 2)) "$T/v21.img" >"$T/truncated.img"
+    push "$T/truncated.img"
+    push_wait 60
+    check "a truncated image: the push fails (exit 1)" test "$EXIT_CODE" = 1
+    check "... with the device's words" hasf "$T/push.out" "image is truncated: it ended after"
+    cmd status ""
+    check "... and the status says it" \
+        wait_status '"errormessage":"update over MQTT: image is truncated: it ended after' 5 "$(statuses)"
+    untouched "truncated over MQTT" b "$sum" "$n"
+    sign "$T/other.img" 2.2.0 2 "$AGENT" "$T/other.pem"
+    push "$T/other.img"
+    push_wait 60
+    check "an image signed by another key: exit 1" test "$EXIT_CODE" = 1
+    check "... in words" hasf "$T/push.out" "image is signed by unknown key id"
+    cmd status ""
+    check "... and the status says it" \
+        wait_status '"errormessage":"update over MQTT: image is signed by unknown key id' 5 "$(statuses)"
+    untouched "another key over MQTT" b "$sum" "$n"
+    sign "$T/product.img" 2.3.0 2 "$AGENT" "$T/fw.pem" other-board
+    push "$T/product.img"
+    push_wait 60
+    check "an image for another product: exit 1, in words" \
+        hasf "$T/push.out" 'image is for product "other-board", this device is "moat-agent"'
+    untouched "another product over MQTT" b "$sum" "$n"
+
+    echo "# a device restart (kill -9) in the middle: the block map resumes it"
+    # The agent binary with 4 MB appended (an ELF runs with trailing bytes),
+    # so that the transfer lasts long enough to be cut.
+    { cat "$AGENT"; head -c 4194304 /dev/zero; } >"$T/agent-padded"
+    sign "$T/v3.img" 3.0.0 3 "$T/agent-padded"
+    sz=$(stat -c %s "$T/v3.img")
+    n=$(exits)
+    push "$T/v3.img" --block 4096
+    wait_for "$T/push.out" " 20%" 60
+    kill -9 "$(agent_pid)"
+    push_wait 120
+    check "the push completes after the device restarted: exit 0" test "$EXIT_CODE" = 0
+    check "... the device was killed once (exit 137)" \
+        test "$(tail -n +$((n + 1)) "$T/launch.log" | head -1)" = "exit 137"
+    check "... the restarted agent found the transfer in its block map" \
+        hasf "$T/agent.log" "update over MQTT: the block map holds a transfer at byte"
+    at=$(sed -n 's/.*update over MQTT: resumed at byte \([0-9]*\) of.*/\1/p' "$T/agent.log" | tail -1)
+    check "... and resumed at byte ${at:-?} of $sz" test "${at:-0}" -gt 0
+    run=$(sed -n 's/.*update over MQTT: image 3.0.0 .*(\([0-9]*\) bytes received in this run).*/\1/p' "$T/agent.log" | tail -1)
+    check "... the restarted agent took only the rest (${run:-?} of $sz bytes)" \
+        test "${run:-$sz}" -lt "$sz"
+    check "v3 runs on trial from slot a and confirms" \
+        wait_status '"version":"3.0.0","slot":"a","certexpiry"' 20
+    check "... counter 3" wait_status '"trial":false,"bootstate":"confirmed","securitycounter":3' 10
+    check "slot a holds the padded agent, byte for byte" cmp -s "$S/slot-a" "$T/agent-padded"
+
+    echo "# the operator stops in the middle and pushes again"
+    sign "$T/v4.img" 4.0.0 4 "$T/agent-padded"
+    sz=$(stat -c %s "$T/v4.img")
+    push "$T/v4.img" --block 4096
+    wait_for "$T/push.out" " 20%" 60
+    kill "$PUSH_PID"
+    wait "$PUSH_PID" 2>/dev/null
+    push "$T/v4.img" --block 4096
+    push_wait 120
+    check "the second push completes: exit 0" test "$EXIT_CODE" = 0
+    check "... the device resumed where it was" hasf "$T/push.out" "device $DEV resumes at byte"
+    check "... and took each byte once ($sz bytes in this run)" \
+        hasf "$T/agent.log" "image 4.0.0 (counter 4, $(stat -c %s "$T/agent-padded") payload bytes) verified and installed in slot b ($sz bytes received in this run)"
+    check "v4 runs on trial from slot b and confirms" \
+        wait_status '"version":"4.0.0","slot":"b","certexpiry"' 20
+}
+
+# ----------------------------------------------------------------- creds --
+# Credential rotation: `moat cert rotate` (csr, cert) commits once the broker
+# accepts the new set; a certificate the broker rejects goes back to the old
+# set and the agent stays connected; the seed's key and ca commands.
+section_creds() {
+    local old_key old_cert n rc
+    make_pki || { bad "moat pki made the PKI"; exit 1; }
+    CRED=$T/dev
+    mkdir -p "$CRED" && cp "$P/ca.crt" "$CRED/ca.crt" && cp "$P/devices/$DEV.crt" "$CRED/device.crt" &&
+        cp "$P/devices/$DEV.key" "$CRED/device.key" && chmod 600 "$CRED/device.key"
+    start_broker || { bad "mosquitto starts"; exit 1; }
+    start_sntp now
+    write_config "$T/config.json"
+    start_sub all "moat/$DEV/#" || { bad "operator subscriber"; exit 1; }
+    start_agent
+    wait_for "$T/all.out" "moat/$DEV/status {" 15 || { bad "the agent is online"; exit 1; }
+    ok "the agent is online with its first key and certificate"
+
+    echo "# moat cert rotate: a new key made on the device, a certificate for it"
+    old_key=$(sha256sum <"$CRED/device.key")
+    old_cert=$(sha256sum <"$CRED/device.crt")
+    n=$(count "$T/all.out" "moat/$DEV/state online")
+    "$MOAT" cert rotate "$DEV" --host localhost --port "$PORT" --dir "$P" >"$T/rotate.out" 2>&1
+    rc=$?
+    check "moat cert rotate exits 0" test "$rc" = 0
+    check "... the device made a key and sent a CSR" hasf "$T/rotate.out" "device $DEV made a new key"
+    check "... the agent tried the new set on a new connection" \
+        hasf "$T/agent.log" "credentials: cert staged; connecting with the pending set to try it"
+    check "... and committed it once the broker accepted it" \
+        hasf "$T/agent.log" "credentials: the broker accepted the new set: committed"
+    check "... it is online again" wait_for "$T/all.out" "moat/$DEV/state online" 5 $((n + 1))
+    check "... it left the old connection in order (no will)" lacks "$T/all.out" "moat/$DEV/state offline"
+    check "... its key changed" test "$(sha256sum <"$CRED/device.key")" != "$old_key"
+    check "... its certificate changed" test "$(sha256sum <"$CRED/device.crt")" != "$old_cert"
+    check "... to the one the PKI issued" cmp -s "$CRED/device.crt" "$P/devices/$DEV.crt"
+    check "... the key file is 0600" test "$(stat -c %a "$CRED/device.key")" = 600
+    check "... and the key matches the certificate" test \
+        "$(openssl x509 -in "$CRED/device.crt" -noout -pubkey | sha256sum)" = \
+        "$(openssl pkey -in "$CRED/device.key" -pubout | sha256sum)"
+    check "... nothing left pending" test -z "$(ls -A "$CRED/credstore/pending" 2>/dev/null)"
+
+    echo "# a certificate the broker rejects (another CA): back to the old set"
+    "$MOAT" pki init --dir "$T/pki2" --cn "other CA" >/dev/null
+    old_key=$(sha256sum <"$CRED/device.key")
+    old_cert=$(sha256sum <"$CRED/device.crt")
+    n=$(count "$T/all.out" "moat/$DEV/state online")
+    "$MOAT" cert rotate "$DEV" --host localhost --port "$PORT" --dir "$T/pki2" \
+        --cafile "$P/ca.crt" --cert "$P/operators/ops.crt" --key "$P/operators/ops.key" \
+        >"$T/rotate2.out" 2>&1
+    rc=$?
+    check "moat cert rotate exits 1" test "$rc" = 1
+    check "... and says the device kept its old credentials" \
+        hasf "$T/rotate2.out" "kept its old credentials: the broker did not accept the new credentials ("
+    check "... the agent's words name the broker's refusal" \
+        hasf "$T/agent.log" "the broker did not accept the new credentials (the broker refused our certificate"
+    check "... it is online again, with the old set" wait_for "$T/all.out" "moat/$DEV/state online" 5 $((n + 1))
+    check "... key unchanged" test "$(sha256sum <"$CRED/device.key")" = "$old_key"
+    check "... certificate unchanged" test "$(sha256sum <"$CRED/device.crt")" = "$old_cert"
+    check "... nothing left pending" test -z "$(ls -A "$CRED/credstore/pending" 2>/dev/null)"
+    cmd status ""
+    check "... the status says why" \
+        wait_for "$T/all.out" '"errormessage":"credentials: the broker did not accept the new credentials' 5
+    ask zone "1 1"
+    check "... and it takes commands" test "$RES" = '{"ok":true}'
+    "$MOAT" cert rotate "$DEV" --host localhost --port "$PORT" --dir "$P" >"$T/rotate3.out" 2>&1
+    check "a rotation after the rollback succeeds" test $? = 0
+
+    check "CSRs crossed the broker" hasf "$T/all.out" "BEGIN CERTIFICATE REQUEST"
+    check "the rotations sent no private key over the broker" lacks "$T/all.out" "PRIVATE KEY"
+
+    echo "# the seed's commands: key (a private key over MQTT, for seed tools), then cert; ca"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$T/seed.key" 2>/dev/null &&
+        openssl req -new -key "$T/seed.key" -subj "/CN=$DEV" -out "$T/seed.csr" 2>/dev/null &&
+        "$MOAT" pki sign "$T/seed.csr" --dir "$P" >/dev/null
+    ask key "@$T/seed.key"
+    check "key: staged at once: $RES" test "$RES" = '{"ok":true}'
+    ask cert "@$P/devices/$DEV.crt"
+    check "cert for that key: committed after the trial: $RES" test "$RES" = '{"ok":true}'
+    check "... the device now uses that key" cmp -s "$CRED/device.key" "$T/seed.key"
+    ask cert "@$T/pki2/ca.crt"
+    check "cert: a CA certificate is refused: $RES" has <(echo "$RES") '"ok":false,"error":".+'
+    ask ca "@$CRED/device.crt"
+    check "ca: a certificate that is no CA is refused: $RES" has <(echo "$RES") '"ok":false,"error":".+'
+    ask ca "@$P/ca.crt"
+    check "ca: the same CA again is tried and committed: $RES" test "$RES" = '{"ok":true}'
+    ask csr ""
+    check "csr: the answer carries a certificate request" \
+        has <(echo "$RES") '^\{"ok":true,"csr":"-----BEGIN CERTIFICATE REQUEST-----'
+    check "... nor is a key in the log" lacks "$T/agent.log" "PRIVATE KEY|BEGIN"
+}
+
+# -------------------------------------------------------------- powercut --
+# kill -9 at random moments of updates: the download, the slot write, the
+# boot-record updates (install begin and finish), and the trial start and
+# its confirmation. After every kill the next start of moat-launch must run
+# an image whose bytes the record verified, and the agent must come online.
+# Each start is one moat-launch run here (no background loop), so every
+# kill lands in a known run. POWERCUT_KILLS (default 100) kills.
+
+# boot: one start of moat-launch in the background (AGENT_PID); its output
+# in $T/run.log. boot_wait SECONDS: until the agent is online and, after a
+# trial start, confirmed.
+boot() {
+    rm -f "$T/status.json"
+    : >"$T/run.log"
+    "$LAUNCH" --dir "$S" -- -c "$T/config.json" --status-file "$T/status.json" \
+        "${AGENT_ARGS[@]}" >>"$T/run.log" 2>&1 &
+    AGENT_PID=$!
+}
+boot_wait() {
+    local deadline=$(($(now_ms) + $1 * 1000))
+    until hasf "$T/status.json" '"state":"online"' && hasf "$T/status.json" '"trial":false'; do
+        kill -0 "$AGENT_PID" 2>/dev/null || return 1
+        [ "$(now_ms)" -lt "$deadline" ] || return 1
+        sleep 0.02
+    done
+}
+# start_online: boot until an agent is online and confirmed. A firmware
+# command whose agent was killed before it arrived waits in the persistent
+# session and reaches the next start, which then updates and exits 5: that
+# start counts (it ran a verified image and came online), and so does the
+# next. Each start must run the agent from a slot that holds it.
+start_online() {
+    local tries=0
+    while [ $tries -lt 4 ]; do
+        tries=$((tries + 1))
+        boot
+        boot_wait 30 && boot_verified && return 0
+        if grep -q "online: commands" "$T/run.log" && boot_verified; then
+            wait "$AGENT_PID" 2>/dev/null
+            RC=$?
+            if [ "$RC" = 5 ]; then
+                installs=$((installs + 1))
+                AGENT_PID=
+                cat "$T/run.log" >>"$T/agent.log"
+                continue
+            fi
+        fi
+        return 1
+    done
+    return 1
+}
+# The slot this start ran must hold the agent, byte for byte.
+boot_verified() {
+    local slot
+    slot=$(sed -n 's/^moat-launch: slot \([ab]\) (version .*/\1/p' "$T/run.log" | tail -1)
+    [ -n "$slot" ] && cmp -s "$S/slot-$slot" "$AGENT"
+}
+run_end() {
+    wait "$AGENT_PID" 2>/dev/null
+    RC=$?
+    AGENT_PID=
+    cat "$T/run.log" >>"$T/agent.log"
+}
+# The phase a killed run was in, from its last log lines.
+phase_of() {
+    local l
+    l=$(grep -E "command 'firmware'|firmware: GET|the install begins|update: writing slot|becomes pending|verified and installed in slot|stopping:|on trial:|running slot|online: commands|reached the broker and confirmed" "$T/run.log" | tail -1)
+    case $l in
+    *"stopping:"* | *"verified and installed"*) echo "installed,stopping" ;;
+    *"becomes pending"*) echo "record:install-finish" ;;
+    *"update: writing slot"*) echo "slot-write" ;;
+    *"the install begins"*) echo "record:install-begin" ;;
+    *"firmware: GET"*) echo "download" ;;
+    *"command 'firmware'"*) echo "command" ;;
+    *"reached the broker and confirmed"*) echo "trial:confirmed" ;;
+    *"online: commands"*) echo "trial:online,confirm" ;;
+    *"running slot"* | *"on trial:"*) echo "trial:start" ;;
+    *) echo "before-start" ;;
+    esac
+}
+ms_s() { printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000)); }
+
+section_powercut() {
+    local want=${POWERCUT_KILLS:-100} kills=0 fails=0 runs=0 installs=0 rollbacks=0
+    local v=2 d D t0 t1 tc ph trial_next=false start_ms k dsum=0 dn=0
+    local -A phases=()
+    NO_LAUNCH=1 update_setup
+    t0=$(now_ms)
+
+    # A dry run: how long a start takes, and a whole update after it.
+    sign "$T/img" "1.0.$v" 1
+    publish "$T/img"
+    t1=$(now_ms)
+    boot
+    boot_wait 30 || { bad "the provisioned v1 starts"; run_end; return; }
+    start_ms=$(($(now_ms) - t1))
+    t1=$(now_ms)
+    cmd firmware ""
+    wait "$AGENT_PID"
+    D=$(($(now_ms) - t1))
+    run_end
+    check "dry run: a start takes $start_ms ms, an update $D ms after the command (exit $RC)" \
+        test "$RC" = 5
+    trial_next=true
+    [ "$D" -gt 0 ] || D=1
+
+    while [ "$kills" -lt "$want" ] && [ "$runs" -lt $((want * 3)) ]; do
+        runs=$((runs + 1))
+        if $trial_next && [ $((RANDOM % 2)) = 0 ]; then
+            # kill the trial start: the launcher's record write, the
+            # connection, the confirmation
+            boot
+            d=$((RANDOM % (start_ms + 1)))
+            sleep "$(ms_s "$d")"
+            if kill -9 "$AGENT_PID" 2>/dev/null; then
+                run_end
+                if [ "$RC" = 137 ]; then
+                    kills=$((kills + 1))
+                    ph=$(phase_of)
+                    phases[$ph]=$((${phases[$ph]:-0} + 1))
+                fi
+            fi
+            [ -n "$AGENT_PID" ] && { kill "$AGENT_PID"; run_end; }
+        fi
+        # a start after any kill: it must run a verified image and get online
+        if ! start_online; then
+            fails=$((fails + 1))
+            bad "run $runs: no verified image came online after the kill (phase ${ph:-none}): $(tail -n 3 "$T/run.log" | tr '\n' ' ')"
+            [ -n "$AGENT_PID" ] && { kill -9 "$AGENT_PID" 2>/dev/null; run_end; }
+            break
+        fi
+        grep -q "last rollback" "$T/run.log" && rollbacks=$((rollbacks + 1))
+        trial_next=false
+        ph=
+        # the next image, then kill the update at a random moment (a run
+        # that finishes before its kill installs, and the next start is a
+        # trial start)
+        v=$((v + 1))
+        sign "$T/img" "1.0.$v" 1
+        publish "$T/img"
+        # the window: from the command's publish to the agent's exit, as
+        # long as the updates that completed took on average
+        [ "$dn" -gt 0 ] && D=$((dsum / dn))
+        d=$((RANDOM % (D + D / 8 + 1)))
+        tc=$(now_ms)
+        cmd firmware "" &
+        sleep "$(ms_s "$d")"
+        if kill -9 "$AGENT_PID" 2>/dev/null; then
+            run_end
+            if [ "$RC" = 137 ]; then
+                kills=$((kills + 1))
+                ph=$(phase_of)
+                phases[$ph]=$((${phases[$ph]:-0} + 1))
+            fi
+        else
+            run_end
+        fi
+        if [ "$RC" = 5 ]; then
+            installs=$((installs + 1))
+            trial_next=true
+            dsum=$((dsum + $(now_ms) - tc))
+            dn=$((dn + 1))
+        fi
+        wait $! 2>/dev/null # the command's publisher
+    done
+    t1=$(now_ms)
+    check "$kills kills -9 in $runs runs ($(((t1 - t0) / 1000)) s); after each, the next start ran a verified image and came online" \
+        test "$kills" -ge "$want" -a "$fails" = 0
+    echo "# where the kills landed:$(for k in "${!phases[@]}"; do printf ' %s=%s' "$k" "${phases[$k]}"; done)"
+    echo "# $installs updates completed between the kills; $rollbacks starts after a rollback"
+    check "kills hit the download" test "${phases[download]:-0}" -ge 1
+    check "kills hit the slot write" test "${phases[slot-write]:-0}" -ge 1
+    check "kills hit the trial start or its confirmation" \
+        test $((${phases[trial:start]:-0} + ${phases[trial:online,confirm]:-0} + ${phases[trial:confirmed]:-0})) -ge 1
+    check "the boot record is readable" has <(launch_status) '^\{"slot":"[ab]"'
+
+    # no stale state blocks a whole update afterwards
+    v=$((v + 1))
+    sign "$T/img" "1.0.$v" 1
+    publish "$T/img"
+    boot
+    boot_wait 30
+    cmd firmware ""
+    wait_exit "$AGENT_PID" 20
+    RC=$EXIT_CODE
+    AGENT_PID=
+    cat "$T/run.log" >>"$T/agent.log"
+    check "a whole update afterwards (1.0.$v) exits 5" test "$RC" = 5
+    boot
+    check "... and 1.0.$v starts on trial and confirms" boot_wait 30
+    check "... from a slot that holds the agent" boot_verified
+    check "... as the status says" hasf "$T/status.json" "\"version\":\"1.0.$v\""
+    kill "$AGENT_PID"
+    run_end
+}
+
 case $SECTION in
 config | online | commands | zones | restart | clock | watchdog | presets) "section_$SECTION" ;;
+update | download | mqttupdate | creds | powercut) "section_$SECTION" ;;
 *) echo "agent_test: unknown section '$SECTION'" >&2; exit 2 ;;
 esac
 
+# The ASan+UBSan build runs these too: any report of theirs is a failure.
+if [ -f "$T/agent.log" ] && grep -Eq "Sanitizer|runtime error:" "$T/agent.log"; then
+    bad "the sanitizers reported: $(grep -E -m 3 "Sanitizer|runtime error:" "$T/agent.log" | tr '\n' ' ')"
+fi
 if [ "$FAIL" -ne 0 ]; then
     [ -f "$T/agent.log" ] && tail -100 "$T/agent.log" | sed 's/^/    agent | /'
     [ -f "$T/broker.log" ] && tail -20 "$T/broker.log" | sed 's/^/    broker | /'
+    [ -f "$T/server.log" ] && tail -20 "$T/server.log" | sed 's/^/    server | /'
+    [ -f "$T/launch.log" ] && sed 's/^/    launch | /' "$T/launch.log" | tr '\n' ' ' && echo
 fi
 echo "$PASS passed, $FAIL failed"
 [ "$FAIL" -eq 0 ]
