@@ -11,7 +11,8 @@
  * pub connects, prints "PUB start_ns <t>", publishes --count messages of
  * --size bytes at --qos, keeping at most --window of them unacknowledged
  * (QoS 1) or unwritten (QoS 0), waits for the last acknowledgement, and
- * prints "PUB end_ns <t>". Times are CLOCK_MONOTONIC nanoseconds, the same
+ * prints "PUB end_ns <t>". Both print "CPU <s>", their CPU time in all
+ * threads, as they exit. Times are CLOCK_MONOTONIC nanoseconds, the same
  * clock in every process, so bench/tput.sh computes the end-to-end rate as
  * count / (sub last_ns - pub start_ns).
  *
@@ -28,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <time.h>
 
 #define TPUT_IDLE_S 10     /* sub gives up after this long without a message */
@@ -141,6 +143,16 @@ static inline void tput_pub_start(uint64_t t)
 static inline void tput_pub_end(uint64_t t)
 {
     printf("PUB end_ns %llu\n", (unsigned long long)t);
+    fflush(stdout);
+}
+
+/* The process's CPU time (every thread), printed last: "CPU <seconds>". */
+static inline void tput_cpu(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    printf("CPU %.6f\n", (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                            (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6);
     fflush(stdout);
 }
 

@@ -6,7 +6,7 @@
 # Usage: bash bench/tput.sh [--quick]
 #   --quick  fewer messages and one repetition (a smoke run)
 # Env: MOAT_TPUT_N0 / MOAT_TPUT_N1  messages per QoS 0 / QoS 1 run
-#      MOAT_TPUT_REPS               repetitions; the median is reported (3)
+#      MOAT_TPUT_REPS               repetitions; the median is reported (7)
 #      MOAT_TPUT_WINDOW             in-flight window, every client and the
 #                                   broker's max_inflight_messages (64)
 #      MOAT_TPUT_CG_N               messages in the callgrind runs (20000)
@@ -14,7 +14,10 @@
 #
 # Output (the rest goes to stderr or starts with '#'):
 #   BENCH tput_<lib>_<plain|tls>_qos<0|1>_msgs_s <messages per second>
-#   RATIO tput_moat_vs_<mosq|paho>_<plain|tls>_qos<0|1> <moat / peer>
+#   BENCH tput_<lib>_<plain|tls>_qos<0|1>_cpu_us <CPU microseconds per
+#         message, publisher + subscriber + broker together>
+#   RATIO tput_moat_vs_<mosq|paho>_<plain|tls>_qos<0|1> <moat / peer, msg/s>
+#   RATIO tput_cpu_moat_vs_<mosq|paho>_<plain|tls>_qos<0|1> <moat / peer, CPU>
 #   BENCH cpu_per_msg_<moat|mosq>_plain_qos1_instr <instructions per message>
 #   RATIO cpu_per_msg_moat_vs_mosq <moat / libmosquitto>
 #
@@ -39,7 +42,7 @@ QUICK=0
 [ "${1:-}" = --quick ] && QUICK=1
 N0=${MOAT_TPUT_N0:-200000}
 N1=${MOAT_TPUT_N1:-100000}
-REPS=${MOAT_TPUT_REPS:-3}
+REPS=${MOAT_TPUT_REPS:-7}
 W=${MOAT_TPUT_WINDOW:-64}
 CG_N=${MOAT_TPUT_CG_N:-20000}
 SIZE=64
@@ -64,11 +67,16 @@ done
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/moat-tput.XXXXXX")
 chmod 700 "$T"
-BROKER_PID= SUB_PID=
+BROKER_PID='' SUB_PID=''
+# shellcheck disable=SC2317 # called by the trap
 cleanup() {
-    [ -n "$SUB_PID" ] && kill "$SUB_PID" 2>/dev/null
-    [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null
-    [ -n "$BROKER_PID" ] && wait "$BROKER_PID" 2>/dev/null
+    set +e # everything below runs, whatever fails
+    if [ -n "$SUB_PID" ]; then
+        kill "$SUB_PID" 2>/dev/null
+    fi
+    if [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; then
+        wait "$BROKER_PID" 2>/dev/null
+    fi
     if [ "${MOAT_TPUT_KEEP:-}" = 1 ]; then
         echo "tput: keeping $T" >&2
     else
@@ -143,20 +151,27 @@ BROKER_PID=$!
 i=0
 until (exec 3<>"/dev/tcp/127.0.0.1/$TLSP") 2>/dev/null; do
     i=$((i + 1))
-    [ $i -lt 200 ] && kill -0 "$BROKER_PID" 2>/dev/null ||
-        { cat "$T/broker.out" >&2; die "mosquitto did not start"; }
+    if [ $i -ge 200 ] || ! kill -0 "$BROKER_PID" 2>/dev/null; then
+        cat "$T/broker.out" >&2
+        die "mosquitto did not start"
+    fi
     sleep 0.05
 done
 note "mosquitto $(mosquitto -h | awk 'NR == 1 { print $3 }') pid $BROKER_PID: plain :$PLAIN, mutual TLS :$TLSP; window $W; $SIZE-byte messages"
 
 # ---- one run ----------------------------------------------------------------
 
-RUN=0
-# run <lib> <plain|tls> <qos> <count>: prints messages per second (0 if
-# any message was lost).
+RUN=0 RES=
+TICK=$(getconf CLK_TCK)
+broker_cpu() { awk -v t="$TICK" '{ printf "%.3f\n", ($14 + $15) / t }' "/proc/$BROKER_PID/stat"; }
+# run <lib> <plain|tls> <qos> <count>: sets RES to "<messages per second>
+# <CPU microseconds per message of publisher, subscriber and broker>" ("0 0"
+# if any message was lost). Not for $(...): RUN must count in this shell.
 run() {
-    local lib=$1 tr=$2 qos=$3 n=$4 args topic i start last got
+    local lib=$1 tr=$2 qos=$3 n=$4 args topic i start last got b0 b1 so se po pe
     RUN=$((RUN + 1))
+    # Files of this run only: an old READY must never start a publisher.
+    so=$T/sub.$RUN.out se=$T/sub.$RUN.err po=$T/pub.$RUN.out pe=$T/pub.$RUN.err
     topic=bench/tput/$lib/$RUN
     args="--qos $qos --count $n --size $SIZE --window $W --topic $topic"
     if [ "$tr" = tls ]; then
@@ -165,35 +180,42 @@ run() {
         args="$args --port $PLAIN"
     fi
     [ "$lib" = mosq ] && [ -n "${MOSQ_MODE:-}" ] && args="$args $MOSQ_MODE"
+    b0=$(broker_cpu)
     # shellcheck disable=SC2086
-    "$B/tput_$lib" sub $args >"$T/sub.out" 2>"$T/sub.err" &
+    "$B/tput_$lib" sub $args >"$so" 2>"$se" &
     SUB_PID=$!
     i=0
-    until grep -q READY "$T/sub.out" 2>/dev/null; do
+    until grep -q READY "$so" 2>/dev/null; do
         i=$((i + 1))
         if [ $i -gt 400 ] || ! kill -0 "$SUB_PID" 2>/dev/null; then
-            cat "$T/sub.err" >&2
+            cat "$se" >&2
             die "$lib subscriber ($tr, QoS $qos) did not get ready"
         fi
         sleep 0.025
     done
     # shellcheck disable=SC2086
-    "$B/tput_$lib" pub $args >"$T/pub.out" 2>"$T/pub.err" || {
-        cat "$T/pub.err" >&2
+    "$B/tput_$lib" pub $args >"$po" 2>"$pe" || {
+        cat "$pe" >&2
         die "$lib publisher ($tr, QoS $qos) failed"
     }
-    wait "$SUB_PID" || { cat "$T/sub.err" >&2; die "$lib subscriber ($tr, QoS $qos) failed"; }
+    wait "$SUB_PID" || { cat "$se" >&2; die "$lib subscriber ($tr, QoS $qos) failed"; }
     SUB_PID=
-    start=$(awk '$1 == "PUB" && $2 == "start_ns" { print $3 }' "$T/pub.out")
-    got=$(awk '$1 == "SUB" { print $3 }' "$T/sub.out")
-    last=$(awk '$1 == "SUB" { print $7 }' "$T/sub.out")
-    [ -n "$start" ] && [ -n "$got" ] && [ -n "$last" ] || die "no figures from the $lib run"
+    b1=$(broker_cpu)
+    start=$(awk '$1 == "PUB" && $2 == "start_ns" { print $3 }' "$po")
+    got=$(awk '$1 == "SUB" { print $3 }' "$so")
+    last=$(awk '$1 == "SUB" { print $7 }' "$so")
+    if [ -z "$start" ] || [ -z "$got" ] || [ -z "$last" ]; then
+        die "no figures from the $lib run"
+    fi
     if [ "$got" -ne "$n" ]; then
         note "$lib $tr QoS $qos: $got of $n messages arrived"
-        echo 0
+        RES="0 0"
         return
     fi
-    awk -v n="$n" -v a="$start" -v b="$last" 'BEGIN { printf "%.0f\n", n / ((b - a) / 1e9) }'
+    RES=$(awk -v n="$n" -v a="$start" -v b="$last" -v b0="$b0" -v b1="$b1" \
+        -v pc="$(awk '$1 == "CPU" { print $2 }' "$po")" \
+        -v sc="$(awk '$1 == "CPU" { print $2 }' "$so")" \
+        'BEGIN { printf "%.0f %.2f\n", n / ((b - a) / 1e9), (pc + sc + b1 - b0) * 1e6 / n }')
 }
 
 median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
@@ -201,21 +223,24 @@ median() { tr ' ' '\n' | grep . | sort -n | awk '{ v[NR] = $1 } END { print v[in
 # libmosquitto offers two ways to run; it is measured the way it is faster
 # here (one quick run each, plain QoS 1), so the comparison is with its best.
 MOSQ_MODE=
-a=$(run mosq plain 1 "$N1")
+run mosq plain 1 "$N1"
+a=${RES% *}
 MOSQ_MODE=--threaded
-b=$(run mosq plain 1 "$N1")
-if [ "$a" -ge "$b" ]; then MOSQ_MODE= MODE_NAME="one thread, mosquitto_loop()"; else MODE_NAME="its network thread, mosquitto_loop_start()"; fi
+run mosq plain 1 "$N1"
+b=${RES% *}
+if [ "$a" -ge "$b" ]; then MOSQ_MODE='' MODE_NAME="one thread, mosquitto_loop()"; else MODE_NAME="its network thread, mosquitto_loop_start()"; fi
 note "libmosquitto: one thread $a msg/s, threaded $b msg/s (QoS 1 plain): measured with $MODE_NAME"
 
-declare -A R
-for rep in $(seq 1 "$REPS"); do
+declare -A R U
+for _ in $(seq 1 "$REPS"); do
     for tr in plain tls; do
         for qos in 0 1; do
             n=$N1
             [ "$qos" -eq 0 ] && n=$N0
             for lib in moat mosq paho; do
-                v=$(run "$lib" "$tr" "$qos" "$n")
-                R[$lib.$tr.$qos]="${R[$lib.$tr.$qos]:-} $v"
+                run "$lib" "$tr" "$qos" "$n"
+                R[$lib.$tr.$qos]="${R[$lib.$tr.$qos]:-} ${RES% *}"
+                U[$lib.$tr.$qos]="${U[$lib.$tr.$qos]:-} ${RES#* }"
             done
         done
     done
@@ -224,13 +249,20 @@ for tr in plain tls; do
     for qos in 0 1; do
         for lib in moat mosq paho; do
             m=$(echo "${R[$lib.$tr.$qos]}" | median)
+            c=$(echo "${U[$lib.$tr.$qos]}" | median)
             R[med.$lib.$tr.$qos]=$m
+            U[med.$lib.$tr.$qos]=$c
             echo "BENCH tput_${lib}_${tr}_qos${qos}_msgs_s $m"
-            note "  runs:${R[$lib.$tr.$qos]}"
+            echo "BENCH tput_${lib}_${tr}_qos${qos}_cpu_us $c"
+            note "  $lib $tr QoS $qos msg/s:${R[$lib.$tr.$qos]}; CPU us/msg:${U[$lib.$tr.$qos]}"
         done
         for peer in mosq paho; do
-            awk -v a="${R[med.moat.$tr.$qos]}" -v b="${R[med.$peer.$tr.$qos]}" -v n="tput_moat_vs_${peer}_${tr}_qos${qos}" \
-                'BEGIN { if (b > 0) printf "RATIO %s %.2f\n", n, a / b }'
+            awk -v a="${R[med.moat.$tr.$qos]}" -v b="${R[med.$peer.$tr.$qos]}" \
+                -v c="${U[med.moat.$tr.$qos]}" -v d="${U[med.$peer.$tr.$qos]}" \
+                -v n="moat_vs_${peer}_${tr}_qos${qos}" 'BEGIN {
+                    if (b > 0) printf "RATIO tput_%s %.2f\n", n, a / b
+                    if (d > 0) printf "RATIO tput_cpu_%s %.2f\n", n, c / d
+                }'
         done
     done
 done
@@ -240,13 +272,13 @@ done
 # cg <lib>: instructions per message of the publisher (plain, QoS 1), the
 # subscriber running natively.
 cg() {
-    local lib=$1 topic=bench/cg/$1 args ir i
+    local lib=$1 topic=bench/cg/$1 args ir i so=$T/cg-sub.$1.out se=$T/cg-sub.$1.err
     args="--qos 1 --count $CG_N --size $SIZE --window $W --topic $topic --port $PLAIN"
     # shellcheck disable=SC2086
-    "$B/tput_$lib" sub $args >"$T/sub.out" 2>"$T/sub.err" &
+    "$B/tput_$lib" sub $args >"$so" 2>"$se" &
     SUB_PID=$!
     i=0
-    until grep -q READY "$T/sub.out" 2>/dev/null; do
+    until grep -q READY "$so" 2>/dev/null; do
         i=$((i + 1))
         [ $i -le 400 ] || die "$lib subscriber for callgrind did not get ready"
         sleep 0.025
@@ -259,15 +291,17 @@ cg() {
     }
     wait "$SUB_PID" || die "$lib subscriber for callgrind failed"
     SUB_PID=
-    [ "$(awk '$1 == "SUB" { print $3 }' "$T/sub.out")" = "$CG_N" ] ||
+    [ "$(awk '$1 == "SUB" { print $3 }' "$so")" = "$CG_N" ] ||
         die "the callgrind run of $lib lost messages"
     ir=$(awk '/Collected :/ { print $NF }' "$T/cg.err")
     [ -n "$ir" ] || die "no instruction count from callgrind ($lib)"
-    awk -v ir="$ir" -v n="$CG_N" 'BEGIN { printf "%.0f\n", ir / n }'
+    RES=$(awk -v ir="$ir" -v n="$CG_N" 'BEGIN { printf "%.0f\n", ir / n }')
 }
 MOSQ_MODE= # callgrind's toggle counts one thread: libmosquitto runs in the caller's
-cm=$(cg moat)
-cq=$(cg mosq)
+cg moat
+cm=$RES
+cg mosq
+cq=$RES
 echo "BENCH cpu_per_msg_moat_plain_qos1_instr $cm"
 echo "BENCH cpu_per_msg_mosq_plain_qos1_instr $cq"
 awk -v a="$cm" -v b="$cq" 'BEGIN { printf "RATIO cpu_per_msg_moat_vs_mosq %.2f\n", a / b }'

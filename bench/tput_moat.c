@@ -29,7 +29,7 @@ static moat_tcp tcp;
 static moat_tls tls;
 static moat_tls_config tcfg;
 static moat_transport tr;
-static bool use_tls, connected, subscribed;
+static bool use_tls, connected, subscribed, closing;
 static long received, acked;
 static uint64_t first_ns, last_ns;
 
@@ -54,7 +54,8 @@ static void on_event(void *user, const moat_mqtt_event *ev)
         acked++;
         break;
     case MOAT_MQTT_EV_DISCONNECTED:
-        if (ev->err != MOAT_OK) {
+        /* After our DISCONNECT the broker may close first: not an error. */
+        if (ev->err != MOAT_OK && !closing) {
             fprintf(stderr, "tput: %s: %ld received, %ld acknowledged so far\n",
                     o.pub ? "publisher" : "subscriber", received, acked);
             tput_die("disconnected", moat_strerror(ev->err));
@@ -217,6 +218,7 @@ int main(int argc, char **argv)
         pump();
         tput_sub_report(received, first_ns, last_ns);
     }
+    closing = true;
     if (moat_mqtt_disconnect(&cli, moat_clock_ms()) == MOAT_OK) {
         for (int i = 0; i < 100 && moat_mqtt_get_state(&cli) == MOAT_MQTT_CLOSING; i++) {
             if (moat_mqtt_pump(&cli, &tr, moat_clock_ms()) != MOAT_OK)
@@ -231,5 +233,6 @@ int main(int argc, char **argv)
     moat_tcp_close(&tcp);
     free(b.inflight);
     free(b.store);
+    tput_cpu();
     return 0;
 }

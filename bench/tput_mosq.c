@@ -210,5 +210,6 @@ int main(int argc, char **argv)
         mosquitto_loop(mq, 10, 1);
     mosquitto_destroy(mq);
     mosquitto_lib_cleanup();
+    tput_cpu();
     return 0;
 }

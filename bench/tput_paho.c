@@ -199,5 +199,6 @@ int main(int argc, char **argv)
     MQTTAsync_disconnect(cli, &dopt);
     usleep(100000);
     MQTTAsync_destroy(&cli);
+    tput_cpu();
     return 0;
 }

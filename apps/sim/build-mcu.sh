@@ -20,7 +20,7 @@ set -eu
 cd "$(dirname "$0")/../.."
 ROOT=$(pwd)
 LIB=${MOAT_SIM_MCU_BUILD:-$ROOT/build-mcu/sim}
-TARGET=host M32= NAME=moat-sim
+TARGET=host M32='' NAME=moat-sim
 if [ "${1:-}" = --m32 ]; then
     TARGET=host32 M32=-m32 NAME=moat-sim32
     shift

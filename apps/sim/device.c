@@ -139,7 +139,6 @@ static void tls_step(sim *s, sim_dev *d)
 {
     double c = sim_cpu_ms();
     moat_err e = moat_tls_connect_step(&d->tls);
-
     double spent = sim_cpu_ms() - c;
 
     s->hs_cpu_ms += spent;

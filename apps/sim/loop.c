@@ -179,7 +179,7 @@ int sim_run(sim *s)
     struct epoll_event evs[MAX_EVENTS];
     uint32_t last_scan, t_prog, ramp0 = 0, t_drain_check = 0;
     double last_cpu = cpu_s();
-    uint32_t ramp_ms = (uint32_t)((double)s->o.count * 1000.0 / s->o.rate);
+    uint32_t t_last_start = 0;
 
     s->ep = epoll_create1(EPOLL_CLOEXEC);
     if (s->ep < 0) {
@@ -219,10 +219,15 @@ int sim_run(sim *s)
                 s->due[d->index] = s->now + 1000;
                 s->now = moat_clock_ms();
             }
+            if (s->started < s->o.count)
+                t_last_start = s->now;
+            /* Every device up; or, for devices that keep failing, the grace
+             * after the last one started. */
             if (s->up_ever == s->o.count ||
-                (s->started == s->o.count && s->now - ramp0 > ramp_ms + s->o.ramp_grace_ms)) {
+                (s->started == s->o.count && s->now - t_last_start > s->o.ramp_grace_ms)) {
                 s->steady = true;
                 s->t_steady = s->now;
+                s->up_at_steady = s->up_now;
                 printf("moat-sim: %u of %u devices up after %.1f s; steady for %.0f s\n",
                        s->up_ever, s->o.count, (double)(s->now - ramp0) / 1000.0,
                        (double)s->o.duration_ms / 1000.0);

@@ -37,11 +37,12 @@ static const char usage_text[] =
     "  --interval S       status interval, seconds (10)\n"
     "  --payload B        status payload bytes (128)\n"
     "  --duration S       seconds every device publishes once all are up (60)\n"
-    "  --seed N           device ids and schedule (1)\n"
+    "  --seed N           device ids and the order of commands (1)\n"
     "  --cmd-rate R       commands per second to the fleet, 0 for none (10)\n"
     "  --progress S       progress line every S seconds, 0 for none (10)\n"
     "  --drain S          longest wait for outstanding messages at the end (30)\n"
-    "  --grace S          extra ramp time for devices that keep failing (60)\n"
+    "  --grace S          how long to wait, once all started, for devices that\n"
+    "                     keep failing before the steady phase begins (60)\n"
     "  --keepalive S      MQTT keep-alive (60)\n"
     "  --days N           device certificate validity (7)\n"
     "\n"
@@ -244,10 +245,15 @@ static void report(sim *s, double wall_s)
            "payload, seed %llu\n",
            s->o.count, s->o.host, (unsigned)s->o.port, s->tls_lib, s->o.interval_ms / 1000.0,
            s->o.payload, (unsigned long long)s->o.seed);
-    printf("connected          %u of %u (ramp %.1f s at up to %.1f/s; %u connect and %u TLS "
+    char ramp[64];
+    if (s->t_all_up != 0)
+        snprintf(ramp, sizeof ramp, "all up after %.1f s", s->t_all_up / 1000.0);
+    else
+        snprintf(ramp, sizeof ramp, "not all came up");
+    printf("connected          %u of %u (%s, at up to %.1f/s; %u connect and %u TLS "
            "failures, %llu reconnects)\n",
-           up, s->o.count, s->t_all_up ? s->t_all_up / 1000.0 : 0.0, s->o.rate, s->conn_fail,
-           s->tls_fail, (unsigned long long)reconn);
+           up, s->o.count, ramp, s->o.rate, s->conn_fail, s->tls_fail,
+           (unsigned long long)reconn);
     printf("TLS                %s\n", s->suite);
     printf("connect time       p50 %.0f ms, p90 %.0f ms, p99 %.0f ms, max %.0f ms "
            "(TCP + TLS handshake + CONNACK)\n",
@@ -258,8 +264,9 @@ static void report(sim *s, double wall_s)
            s->handshakes ? s->hs_cpu_ms / s->handshakes : 0.0, s->handshakes);
     if (s->interrupted)
         printf("interrupted        the run was stopped by a signal: figures are partial\n");
-    printf("steady phase       %.1f s with every device up\n",
-           s->t_stop > s->t_steady ? (s->t_stop - s->t_steady) / 1000.0 : 0.0);
+    printf("steady phase       %.1f s, begun with %u of %u devices up\n",
+           s->t_stop > s->t_steady ? (s->t_stop - s->t_steady) / 1000.0 : 0.0, s->up_at_steady,
+           s->o.count);
     printf("status messages    sent %llu, acknowledged (PUBACK) by the broker %llu, "
            "received by the monitor %llu, lost %llu, duplicates %llu, not sent (window "
            "full or link down) %llu, dropped %llu\n",

@@ -209,6 +209,7 @@ moat_err sim_mon_start(sim *s)
 
     memset(m, 0, sizeof *m);
     moat_tcp_init(&m->tcp);
+    m->cmd_next = sim_rand(s) % s->o.count; /* where the commands' round robin begins */
     snprintf(m->cn, sizeof m->cn, "%s", s->o.monitor);
     snprintf(path[0], sizeof path[0], "%s/operators/%s.crt", s->o.pki, s->o.monitor);
     snprintf(path[1], sizeof path[1], "%s/operators/%s.key", s->o.pki, s->o.monitor);

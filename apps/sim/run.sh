@@ -33,14 +33,19 @@ command -v mosquitto >/dev/null 2>&1 || die "mosquitto not found; run 'make deps
 
 T=$(mktemp -d "${TMPDIR:-/tmp}/moat-sim.XXXXXX")
 chmod 700 "$T"
-BROKER_PID=
-cleanup() {
-    if [ -n "$BROKER_PID" ]; then
-        kill "$BROKER_PID" 2>/dev/null || :
-        wait "$BROKER_PID" 2>/dev/null || :
+BROKER_PID=''
+stop_broker() {
+    if [ -n "$BROKER_PID" ] && kill "$BROKER_PID" 2>/dev/null; then
+        wait "$BROKER_PID" 2>/dev/null
     fi
+    BROKER_PID=''
+}
+# shellcheck disable=SC2317 # called by the trap
+cleanup() {
+    set +e # everything below runs, whatever fails
+    stop_broker
     if [ -n "${MOAT_SIM_BROKER_LOG:-}" ] && [ -f "$T/broker.log" ]; then
-        cp "$T/broker.log" "$MOAT_SIM_BROKER_LOG" || :
+        cp "$T/broker.log" "$MOAT_SIM_BROKER_LOG"
     fi
     if [ "${MOAT_SIM_KEEP:-}" = 1 ]; then
         echo "sim/run.sh: keeping $T" >&2
@@ -95,13 +100,14 @@ while :; do
 max_connections -1
 max_inflight_messages 1000
 max_queued_messages 0
-set_tcp_nodelay true
 log_dest file $T/broker.log
 log_type error
 log_type warning
 log_type notice
 connection_messages false
 EOF
+    grep -q '^set_tcp_nodelay true' "$B/mosquitto.conf" ||
+        echo "set_tcp_nodelay true" >>"$B/mosquitto.conf"
     # The broker needs a socket per device too.
     sh -c 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"; exec mosquitto -c "$1"' \
         sh "$B/mosquitto.conf" >>"$T/broker.out" 2>&1 &
@@ -118,9 +124,9 @@ EOF
         i=$((i + 1))
     done
     [ $up -eq 1 ] && break
-    kill "$BROKER_PID" 2>/dev/null || :
-    wait "$BROKER_PID" 2>/dev/null || :
-    BROKER_PID=
+    set +e
+    stop_broker
+    set -e
 done
 echo "sim/run.sh: mosquitto $(mosquitto -h 2>/dev/null | awk 'NR == 1 { print $3 }') pid $BROKER_PID on 127.0.0.1:$PORT (mutual TLS, moat broker-config)"
 
@@ -128,7 +134,9 @@ status=0
 "$SIM" --pki "$P" --port "$PORT" --host 127.0.0.1 "$@" || status=$?
 if ! kill -0 "$BROKER_PID" 2>/dev/null; then
     echo "sim/run.sh: the broker died during the run" >&2
-    cat "$T/broker.out" "$T/broker.log" >&2 2>/dev/null || :
+    for f in "$T/broker.out" "$T/broker.log"; do
+        [ -f "$f" ] && cat "$f" >&2
+    done
     [ $status -ne 0 ] || status=1
 fi
 exit $status

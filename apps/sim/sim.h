@@ -50,15 +50,13 @@ typedef struct sim_opts {
     uint32_t interval_ms;      /* status interval */
     uint32_t payload;          /* status payload bytes */
     uint32_t duration_ms;      /* steady phase, after every device connected */
-    uint64_t seed;
+    uint64_t seed;             /* device ids, where the commands begin */
     double cmd_rate;           /* commands per second to the fleet (0: none) */
     uint32_t progress_ms;      /* progress line interval (0: none) */
     uint32_t drain_ms;         /* longest wait for outstanding messages at the end */
     uint32_t ramp_grace_ms;    /* extra time for stragglers before the steady phase */
     uint16_t keepalive_s;
     uint32_t cert_days;
-    const char *json;          /* write the figures as JSON here */
-    const char *prefix;        /* id prefix: 4 hex digits (default from the seed) */
 } sim_opts;
 
 /* ------------------------------------------------------------- identities */
@@ -182,7 +180,7 @@ typedef struct sim {
     int ep;                    /* epoll fd */
     uint32_t t0;               /* run start (clock ms) */
     uint32_t now;
-    uint64_t rng;              /* xorshift state from --seed: schedule only */
+    uint64_t rng;              /* xorshift state from --seed */
     /* ramp */
     uint32_t started, pending, up_now, up_ever;
     uint64_t id_base;          /* numeric value of the first id */
@@ -191,8 +189,9 @@ typedef struct sim {
     uint32_t handshakes;
     uint32_t t_all_up;         /* ms since t0 when the last device came up */
     /* phases */
-    bool steady, stopping, draining, interrupted;
+    bool steady, stopping, interrupted;
     uint32_t t_steady, t_stop;
+    uint32_t up_at_steady;     /* devices up when the steady phase began */
     /* totals */
     uint32_t conn_fail, tls_fail;
     sim_stats_err errs[SIM_MAX_ERRORS];
