@@ -107,7 +107,15 @@ broker_pid=$!
 wait_line "$work/broker.log" " running" 10 || { show "$work/broker.log"; exit 1; }
 echo "    mosquitto is running on 127.0.0.1:$port (pid $broker_pid)"
 
-say "3. moat-agent with simulated relays, run by moat-launch from A/B slots"
+# DEMO_RELAYS=avr drives the relays through the real moat-avr firmware,
+# running under simavr, over the framed SPI link (docs/AVR.md).
+RELAY_OPTS=""
+RELAY_WORDS="simulated relays"
+if [ "${DEMO_RELAYS:-}" = avr ]; then
+    RELAY_OPTS="--relay-driver simavr:$BUILD/avr/moat-avr.elf"
+    RELAY_WORDS="relays on the moat-avr co-processor (its real firmware, under simavr)"
+fi
+say "3. moat-agent with $RELAY_WORDS, run by moat-launch from A/B slots"
 # The device checks no certificate before its clock is valid. This machine's
 # kernel clock may not be NTP-synchronised, so the demo runs a local SNTP
 # server that answers with this machine's clock; on a device, ntpserver
@@ -152,8 +160,9 @@ echo "    moat-launch --dir slots --install moat-agent --version 1.0.0 --counter
 "$LAUNCH" --dir "$work/slots" --install "$AGENT" --version 1.0.0 --counter 1 --confirmed 2>&1 | show
 (
     while [ ! -e "$work/launch.stop" ]; do
+        # shellcheck disable=SC2086
         "$LAUNCH" --dir "$work/slots" -- -c "$work/config.json" --relay-file "$work/relays" \
-            --update-key "$work/demo-fw.pub" >>"$work/agent.log" 2>&1 &
+            $RELAY_OPTS --update-key "$work/demo-fw.pub" >>"$work/agent.log" 2>&1 &
         echo $! >"$work/agent.pid"
         rc=0
         wait $! || rc=$?
@@ -162,7 +171,7 @@ echo "    moat-launch --dir slots --install moat-agent --version 1.0.0 --counter
     done
 ) &
 loop_pid=$!
-echo "    moat-launch --dir slots -- -c config.json --relay-file relays --update-key demo-fw.pub"
+echo "    moat-launch --dir slots -- -c config.json --relay-file relays $RELAY_OPTS --update-key demo-fw.pub"
 echo "    (started again after every exit, as systemd's Restart=always does)"
 
 say "4. a status message arrives on moat/$ID/status"
