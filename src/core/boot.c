@@ -17,6 +17,7 @@
 #include "moat/slots.h"
 
 #include "mem.h"
+#include "le.h"
 #include "strbuf.h"
 
 /* Record layout (little-endian), MOAT_BOOT_RECORD_SIZE bytes. */
@@ -50,20 +51,6 @@ uint32_t moat_boot_crc32(uint32_t crc, const void *data, size_t len)
             crc = (crc >> 1) ^ (0xEDB88320u & (0u - (crc & 1u)));
     }
     return ~crc;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
 }
 
 char moat_boot_slot_name(uint8_t slot)
@@ -147,8 +134,8 @@ static void encode_slot(uint8_t *p, const moat_boot_slot_info *s)
     p[1] = s->trial_starts;
     p[2] = 0;
     p[3] = 0;
-    put32(p + 4, s->image.size);
-    put32(p + 8, s->image.security_counter);
+    moat_le_put32(p + 4, s->image.size);
+    moat_le_put32(p + 8, s->image.security_counter);
     memcpy(p + 12, s->image.sha256, 32);
     memcpy(p + 44, s->image.version, MOAT_BOOT_VERSION_MAX);
 }
@@ -166,24 +153,24 @@ void moat_boot_record_encode(const moat_boot_record *r, uint8_t out[MOAT_BOOT_RE
     out[4] = (uint8_t)REC_FORMAT;
     out[6] = (uint8_t)(MOAT_BOOT_RECORD_SIZE & 0xFFu);
     out[7] = (uint8_t)(MOAT_BOOT_RECORD_SIZE >> 8);
-    put32(out + OFF_SEQ, r->seq);
+    moat_le_put32(out + OFF_SEQ, r->seq);
     out[OFF_FLAGS] = r->active;
     out[OFF_FLAGS + 1] = r->pending;
     out[OFF_FLAGS + 2] = r->trials_left;
     out[OFF_FLAGS + 3] = r->trials;
     out[OFF_RUN] = r->running;
     out[OFF_RUN + 1] = r->running_trial;
-    put32(out + OFF_COUNTER, r->security_counter);
+    moat_le_put32(out + OFF_COUNTER, r->security_counter);
     for (i = 0; i < MOAT_BOOT_SLOTS; i++)
         encode_slot(out + OFF_SLOT0 + i * SLOT_BYTES, &r->slot[i]);
     rb[0] = r->rollback.code;
     rb[1] = r->rollback.from;
     rb[2] = r->rollback.to;
     rb[3] = r->rollback.starts;
-    put32(rb + 4, r->rollback.counter);
+    moat_le_put32(rb + 4, r->rollback.counter);
     memcpy(rb + 8, r->rollback.version, MOAT_BOOT_VERSION_MAX);
     memcpy(rb + 8 + MOAT_BOOT_VERSION_MAX, r->rollback.to_version, MOAT_BOOT_VERSION_MAX);
-    put32(out + OFF_CRC, moat_boot_crc32(0, out, OFF_CRC));
+    moat_le_put32(out + OFF_CRC, moat_boot_crc32(0, out, OFF_CRC));
 }
 
 /* A version field read back: NUL-terminated within its bytes, or invalid. */
@@ -202,8 +189,8 @@ static bool decode_slot(const uint8_t *p, moat_boot_slot_info *s)
 {
     s->state = p[0];
     s->trial_starts = p[1];
-    s->image.size = get32(p + 4);
-    s->image.security_counter = get32(p + 8);
+    s->image.size = moat_le_get32(p + 4);
+    s->image.security_counter = moat_le_get32(p + 8);
     memcpy(s->image.sha256, p + 12, 32);
     return s->state <= MOAT_BOOT_WRITING && decode_text(s->image.version, p + 44);
 }
@@ -217,24 +204,24 @@ moat_err moat_boot_record_decode(const uint8_t in[MOAT_BOOT_RECORD_SIZE], moat_b
     if (in[0] != REC_MAGIC0 || in[1] != REC_MAGIC1 || in[2] != REC_MAGIC2 ||
         in[3] != REC_MAGIC3 || in[4] != REC_FORMAT || in[5] != 0 ||
         (in[6] | (unsigned)in[7] << 8) != MOAT_BOOT_RECORD_SIZE ||
-        get32(in + OFF_CRC) != moat_boot_crc32(0, in, OFF_CRC))
+        moat_le_get32(in + OFF_CRC) != moat_boot_crc32(0, in, OFF_CRC))
         return MOAT_ERR_MALFORMED;
     memset(r, 0, sizeof *r);
-    r->seq = get32(in + OFF_SEQ);
+    r->seq = moat_le_get32(in + OFF_SEQ);
     r->active = in[OFF_FLAGS];
     r->pending = in[OFF_FLAGS + 1];
     r->trials_left = in[OFF_FLAGS + 2];
     r->trials = in[OFF_FLAGS + 3];
     r->running = in[OFF_RUN];
     r->running_trial = in[OFF_RUN + 1];
-    r->security_counter = get32(in + OFF_COUNTER);
+    r->security_counter = moat_le_get32(in + OFF_COUNTER);
     for (i = 0; i < MOAT_BOOT_SLOTS; i++)
         ok = decode_slot(in + OFF_SLOT0 + i * SLOT_BYTES, &r->slot[i]) && ok;
     r->rollback.code = rb[0];
     r->rollback.from = rb[1];
     r->rollback.to = rb[2];
     r->rollback.starts = rb[3];
-    r->rollback.counter = get32(rb + 4);
+    r->rollback.counter = moat_le_get32(rb + 4);
     ok = decode_text(r->rollback.version, rb + 8) && ok;
     ok = decode_text(r->rollback.to_version, rb + 8 + MOAT_BOOT_VERSION_MAX) && ok;
     /* A record with a good CRC but impossible fields was never written by

@@ -101,24 +101,6 @@ static void sb_key(moat_sb *sb, const uint8_t id[MOAT_OTA_KEY_ID_SIZE])
     moat_sb_str(sb, hex);
 }
 
-/* "a<n1>b<n2>c", a number only where its following text is given. */
-static void say(char *why, size_t cap, const char *a, uint64_t n1, const char *b,
-                uint64_t n2, const char *c)
-{
-    moat_sb sb;
-    moat_sb_init(&sb, why, cap);
-    moat_sb_str(&sb, a);
-    if (b != NULL) {
-        moat_sb_u64(&sb, n1);
-        moat_sb_str(&sb, b);
-    }
-    if (c != NULL) {
-        moat_sb_u64(&sb, n2);
-        moat_sb_str(&sb, c);
-    }
-    moat_sb_words(&sb);
-}
-
 /* --------------------------------------------------------- the codec -- */
 
 /* Product ids: 1..31 printable ASCII bytes without spaces. */
@@ -130,15 +112,15 @@ static bool product_char(uint8_t ch)
 static moat_err parse_record(const uint8_t *r, unsigned i, char *why, size_t cap)
 {
     if (memcmp(r + R_TAG, MOAT_OTA_ROTATION_TAG, 4) != 0) {
-        say(why, cap, "key rotation record ", i + 1, " does not start with \"MROT\"", 0, NULL);
+        moat_sb_say(why, cap, "key rotation record ", i + 1, " does not start with \"MROT\"", 0, NULL);
         return MOAT_ERR_OTA_FORMAT;
     }
     if (!all_zero(r + R_RES1, 4) || !all_zero(r + R_RES2, 3)) {
-        say(why, cap, "key rotation record ", i + 1, " has reserved bytes that are not zero", 0, NULL);
+        moat_sb_say(why, cap, "key rotation record ", i + 1, " has reserved bytes that are not zero", 0, NULL);
         return MOAT_ERR_OTA_FORMAT;
     }
     if (r[R_KEY] != 0x04) {
-        say(why, cap, "key rotation record ", i + 1,
+        moat_sb_say(why, cap, "key rotation record ", i + 1,
             " does not hold an uncompressed P-256 public key", 0, NULL);
         return MOAT_ERR_OTA_FORMAT;
     }
@@ -155,51 +137,51 @@ moat_err moat_ota_header_parse(const uint8_t *d, size_t len, moat_ota_header *h,
         why[0] = '\0';
     *need = MOAT_OTA_HEADER_FIXED;
     if (len >= 4 && memcmp(d, MOAT_OTA_MAGIC, 4) != 0) {
-        say(why, cap, "not a moat image: it does not start with \"MOAT\"", 0, NULL, 0, NULL);
+        moat_sb_say(why, cap, "not a moat image: it does not start with \"MOAT\"", 0, NULL, 0, NULL);
         return MOAT_ERR_OTA_MAGIC;
     }
     if (len < MOAT_OTA_HEADER_FIXED) {
-        say(why, cap, "image header is cut short: ", len, " of ",
+        moat_sb_say(why, cap, "image header is cut short: ", len, " of ",
             MOAT_OTA_HEADER_FIXED, " bytes");
         return MOAT_ERR_OTA_TRUNCATED;
     }
     if (get16(d + H_FORMAT) != MOAT_OTA_FORMAT_VERSION) {
-        say(why, cap, "image format version ", get16(d + H_FORMAT),
+        moat_sb_say(why, cap, "image format version ", get16(d + H_FORMAT),
             " is not supported (this device reads version ", MOAT_OTA_FORMAT_VERSION, ")");
         return MOAT_ERR_OTA_FORMAT;
     }
     n = d[H_ROTATIONS];
     size = get16(d + H_SIZE);
     if (n > MOAT_OTA_MAX_ROTATIONS) {
-        say(why, cap, "image header has ", n, " key rotation records (at most ",
+        moat_sb_say(why, cap, "image header has ", n, " key rotation records (at most ",
             MOAT_OTA_MAX_ROTATIONS, ")");
         return MOAT_ERR_OTA_FORMAT;
     }
     if (size != MOAT_OTA_HEADER_FIXED + n * MOAT_OTA_ROTATION_SIZE) {
-        say(why, cap, "image header size ", size, " does not match its ", n,
+        moat_sb_say(why, cap, "image header size ", size, " does not match its ", n,
             " key rotation records");
         return MOAT_ERR_OTA_FORMAT;
     }
     if (get16(d + H_FLAGS) != 0) {
-        say(why, cap, "image header has unknown flags ", get16(d + H_FLAGS),
+        moat_sb_say(why, cap, "image header has unknown flags ", get16(d + H_FLAGS),
             " (format version 1 defines none)", 0, NULL);
         return MOAT_ERR_OTA_FORMAT;
     }
     if (d[H_RES1] != 0 || !all_zero(d + H_RES2, 2) ||
         !all_zero(d + H_RES3, MOAT_OTA_HEADER_FIXED - H_RES3)) {
-        say(why, cap, "image header has reserved bytes that are not zero", 0, NULL, 0, NULL);
+        moat_sb_say(why, cap, "image header has reserved bytes that are not zero", 0, NULL, 0, NULL);
         return MOAT_ERR_OTA_FORMAT;
     }
     for (end = 0; end < 32 && d[H_PRODUCT + end] != 0; end++)
         if (!product_char(d[H_PRODUCT + end]))
             break;
     if (end == 0 || end == 32 || !all_zero(d + H_PRODUCT + end, 32 - end)) {
-        say(why, cap, "image product id is not 1 to 31 printable characters", 0, NULL, 0, NULL);
+        moat_sb_say(why, cap, "image product id is not 1 to 31 printable characters", 0, NULL, 0, NULL);
         return MOAT_ERR_OTA_FORMAT;
     }
     if (get32(d + H_PAYLOAD_SIZE) == 0 ||
         get32(d + H_PAYLOAD_SIZE) > UINT32_MAX - size - MOAT_OTA_SIG_SIZE) {
-        say(why, cap, "image payload size ", get32(d + H_PAYLOAD_SIZE), " is not valid", 0, NULL);
+        moat_sb_say(why, cap, "image payload size ", get32(d + H_PAYLOAD_SIZE), " is not valid", 0, NULL);
         return MOAT_ERR_OTA_FORMAT;
     }
 
@@ -219,7 +201,7 @@ moat_err moat_ota_header_parse(const uint8_t *d, size_t len, moat_ota_header *h,
 
     *need = size;
     if (len < size) {
-        say(why, cap, "image header is cut short: ", len, " of ", size, " bytes");
+        moat_sb_say(why, cap, "image header is cut short: ", len, " of ", size, " bytes");
         return MOAT_ERR_OTA_TRUNCATED;
     }
     for (i = 0; i < n; i++) {
@@ -229,7 +211,7 @@ moat_err moat_ota_header_parse(const uint8_t *d, size_t len, moat_ota_header *h,
             return e;
         if (i + 1 < n && memcmp(r + R_NEW_ID, r + MOAT_OTA_ROTATION_SIZE + R_OLD_ID,
                                 MOAT_OTA_KEY_ID_SIZE) != 0) {
-            say(why, cap, "key rotation record ", i + 2,
+            moat_sb_say(why, cap, "key rotation record ", i + 2,
                 " is not signed by the key record ", i + 1, " introduces");
             return MOAT_ERR_OTA_FORMAT;
         }
@@ -360,13 +342,13 @@ static moat_err fail(moat_ota *v, moat_err e)
     v->state = MOAT_OTA_FAILED;
     v->last_err = (int16_t)e;
     if (v->error[0] == '\0')
-        say(v->error, sizeof v->error, moat_strerror(e), 0, NULL, 0, NULL);
+        moat_sb_say(v->error, sizeof v->error, moat_strerror(e), 0, NULL, 0, NULL);
     return e;
 }
 
 static moat_err fail_arg(moat_ota *v, const char *text)
 {
-    say(v->error, sizeof v->error, text, 0, NULL, 0, NULL);
+    moat_sb_say(v->error, sizeof v->error, text, 0, NULL, 0, NULL);
     return fail(v, MOAT_ERR_ARG);
 }
 
@@ -501,7 +483,7 @@ static moat_err find_signer(moat_ota *v, const moat_ota_header *h, const uint8_t
         if (e != MOAT_OK)
             return fail_in(v, e, "SHA-256");
         if (memcmp(id, r + R_NEW_ID, MOAT_OTA_KEY_ID_SIZE) != 0) {
-            say(v->error, sizeof v->error, "key rotation record ", i + 1,
+            moat_sb_say(v->error, sizeof v->error, "key rotation record ", i + 1,
                 ": its key id does not match its key", 0, NULL);
             return fail(v, MOAT_ERR_OTA_FORMAT);
         }
@@ -561,12 +543,12 @@ static moat_err check_policy(moat_ota *v, const moat_ota_header *h)
         return fail(v, MOAT_ERR_OTA_PRODUCT);
     }
     if (h->payload_size > v->slot->size) {
-        say(v->error, sizeof v->error, "image payload of ", h->payload_size,
+        moat_sb_say(v->error, sizeof v->error, "image payload of ", h->payload_size,
             " bytes does not fit the slot of ", v->slot->size, " bytes");
         return fail(v, MOAT_ERR_OTA_TOO_LARGE);
     }
     if (h->counter < v->counter) {
-        say(v->error, sizeof v->error, "image security counter ", h->counter,
+        moat_sb_say(v->error, sizeof v->error, "image security counter ", h->counter,
             " is lower than the device's ", v->counter, "");
         return fail(v, MOAT_ERR_OTA_DOWNGRADE);
     }
@@ -752,7 +734,7 @@ moat_err moat_ota_feed(moat_ota *v, const uint8_t *data, size_t len)
         } else if (v->state == MOAT_OTA_PAYLOAD) {
             n = take_payload(v, data, len);
         } else {
-            say(v->error, sizeof v->error, "image is longer than its header says (",
+            moat_sb_say(v->error, sizeof v->error, "image is longer than its header says (",
                 v->total, " bytes): more bytes came after its end", 0, NULL);
             return fail(v, MOAT_ERR_OTA_FORMAT);
         }
@@ -793,10 +775,10 @@ moat_err moat_ota_finish(moat_ota *v, moat_ota_result *result)
         return (moat_err)v->last_err;
     if (v->state == MOAT_OTA_HEADER || v->state == MOAT_OTA_PAYLOAD) {
         if (v->total == 0)
-            say(v->error, sizeof v->error, "image is truncated: it ended after ",
+            moat_sb_say(v->error, sizeof v->error, "image is truncated: it ended after ",
                 v->offset, " bytes, inside its header", 0, NULL);
         else
-            say(v->error, sizeof v->error, "image is truncated: it ended after ",
+            moat_sb_say(v->error, sizeof v->error, "image is truncated: it ended after ",
                 v->offset, " of ", v->total, " bytes");
         return fail(v, MOAT_ERR_OTA_TRUNCATED);
     }
@@ -805,7 +787,7 @@ moat_err moat_ota_finish(moat_ota *v, moat_ota_result *result)
         if (e != MOAT_OK)
             return fail_in(v, e, "SHA-256");
         if (memcmp(digest, v->result.header.payload_sha256, sizeof digest) != 0) {
-            say(v->error, sizeof v->error,
+            moat_sb_say(v->error, sizeof v->error,
                 "payload SHA-256 does not match the header: the payload was changed"
                 " (or the slot did not hold what was resumed)", 0, NULL, 0, NULL);
             return fail(v, MOAT_ERR_OTA_HASH);

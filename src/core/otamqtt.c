@@ -12,9 +12,11 @@
 #include "moat/otamqtt.h"
 
 #include "moat/json.h"
+#include "moat/slots.h" /* moat_boot_crc32 */
 #include "moat/timer.h"
 
 #include "mem.h"
+#include "le.h"
 #include "strbuf.h"
 
 #define DEF_WINDOW 8u
@@ -33,33 +35,6 @@ enum { OUT_NONE = 0, OUT_STATUS, OUT_REQUEST };
 static const char *const state_names[] = {"idle", "receiving", "stalled", "done", "failed"};
 
 /* ------------------------------------------------------------ helpers -- */
-
-static uint32_t crc32(const uint8_t *p, size_t n)
-{
-    uint32_t c = 0xFFFFFFFFu;
-    size_t i;
-    int k;
-
-    for (i = 0; i < n; i++) {
-        c ^= p[i];
-        for (k = 0; k < 8; k++)
-            c = (c >> 1) ^ (0xEDB88320u & (0u - (c & 1u)));
-    }
-    return ~c;
-}
-
-static void put32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static uint32_t get32(const uint8_t *p)
-{
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
 
 static int hexval(char c)
 {
@@ -96,26 +71,6 @@ void moat_otamqtt_hex(const uint8_t sha256[32], char out[65])
         out[2 * i + 1] = digits[sha256[i] & 15u];
     }
     out[64] = '\0';
-}
-
-static void words(char *buf, size_t cap, const char *a, uint64_t n1, const char *b,
-                  uint64_t n2, const char *c)
-{
-    moat_sb sb;
-
-    if (buf == NULL || cap == 0)
-        return;
-    moat_sb_init(&sb, buf, cap);
-    moat_sb_str(&sb, a);
-    if (b != NULL) {
-        moat_sb_u64(&sb, n1);
-        moat_sb_str(&sb, b);
-    }
-    if (c != NULL) {
-        moat_sb_u64(&sb, n2);
-        moat_sb_str(&sb, c);
-    }
-    moat_sb_words(&sb);
 }
 
 static void copy_words(char *dst, size_t cap, const char *src)
@@ -391,7 +346,7 @@ moat_err moat_otamqtt_parse_offer(const uint8_t *p, size_t len, moat_otamqtt_off
     if (err != MOAT_OK)
         return err;
     if (moat_otamqtt_offer_check(&t) != MOAT_OK) {
-        words(why, cap, "offer: block size ", t.block, " is outside the limits (64 to 65536)",
+        moat_sb_say(why, cap, "offer: block size ", t.block, " is outside the limits (64 to 65536)",
               0, NULL);
         return MOAT_ERR_ARG;
     }
@@ -503,10 +458,10 @@ static void map_start(moat_otamqtt *e)
     memset(h, 0, sizeof h);
     memcpy(h, "MOTM", 4);
     h[4] = MAP_VERSION;
-    put32(h + 8, e->offer.size);
-    put32(h + 12, e->offer.block);
+    moat_le_put32(h + 8, e->offer.size);
+    moat_le_put32(h + 12, e->offer.block);
     memcpy(h + 16, e->offer.sha256, 32);
-    put32(h + MAP_CRC_AT, crc32(h, MAP_CRC_AT));
+    moat_le_put32(h + MAP_CRC_AT, moat_boot_crc32(0, h, MAP_CRC_AT));
     /* Without a map the transfer still runs; only a restart starts over. */
     e->map_ok = fa->erase(fa->ctx) == MOAT_OK && fa->write(fa->ctx, 0, h, sizeof h) == MOAT_OK &&
                 fa->sync(fa->ctx) == MOAT_OK;
@@ -549,11 +504,11 @@ static moat_err map_load(moat_otamqtt *e)
     err = fa->read(fa->ctx, 0, h, sizeof h);
     if (err != MOAT_OK)
         return err;
-    if (memcmp(h, "MOTM", 4) != 0 || h[4] != MAP_VERSION || get32(h + MAP_CRC_AT) != crc32(h, MAP_CRC_AT))
+    if (memcmp(h, "MOTM", 4) != 0 || h[4] != MAP_VERSION || moat_le_get32(h + MAP_CRC_AT) != moat_boot_crc32(0, h, MAP_CRC_AT))
         return MOAT_OK;
     memset(&o, 0, sizeof o);
-    o.size = get32(h + 8);
-    o.block = get32(h + 12);
+    o.size = moat_le_get32(h + 8);
+    o.block = moat_le_get32(h + 12);
     memcpy(o.sha256, h + 16, 32);
     if (moat_otamqtt_offer_check(&o) != MOAT_OK || o.size > e->cfg->max_size ||
         o.block > e->max_block || o.blocks > fa->size - MOAT_OTAMQTT_HEADER_SIZE)
@@ -739,7 +694,7 @@ moat_err moat_otamqtt_init(moat_otamqtt *e, const moat_otamqtt_config *cfg, uint
         e->state = MOAT_OTAMQTT_IDLE;
         e->have_offer = false;
         e->map_ok = false;
-        words(e->error, sizeof e->error, "cannot read the block map: ", 0, NULL, 0, NULL);
+        moat_sb_say(e->error, sizeof e->error, "cannot read the block map: ", 0, NULL, 0, NULL);
         copy_words(e->error + strlen(e->error), sizeof e->error - strlen(e->error),
                    moat_strerror(err));
     }
@@ -812,19 +767,19 @@ static moat_err on_offer(moat_otamqtt *e, const uint8_t *p, size_t len, uint32_t
     e->retries = 0;
     e->since_checkpoint = 0;
     if (o.size > e->cfg->max_size) {
-        words(why, sizeof why, "image of ", o.size, " bytes is larger than this device takes (",
+        moat_sb_say(why, sizeof why, "image of ", o.size, " bytes is larger than this device takes (",
               e->cfg->max_size, " bytes)");
         fail(e, why);
         return MOAT_OK;
     }
     if (o.block > e->max_block) {
-        words(why, sizeof why, "block size ", o.block,
+        moat_sb_say(why, sizeof why, "block size ", o.block,
               " is larger than this device takes whole (", e->max_block, " bytes)");
         fail(e, why);
         return MOAT_OK;
     }
     if (fa != NULL && o.blocks > fa->size - MOAT_OTAMQTT_HEADER_SIZE) {
-        words(why, sizeof why, "image of ", o.blocks,
+        moat_sb_say(why, sizeof why, "image of ", o.blocks,
               " blocks does not fit the block map (at most ",
               fa->size - MOAT_OTAMQTT_HEADER_SIZE, "): use larger blocks");
         fail(e, why);
@@ -868,7 +823,7 @@ static void on_block(moat_otamqtt *e, const char *topic, size_t tlen, const uint
         return;
     }
     if (p == NULL || len != block_len(&e->offer, n)) {
-        words(why, sizeof why, "block ", n, " has the wrong size (", len, " bytes)");
+        moat_sb_say(why, sizeof why, "block ", n, " has the wrong size (", len, " bytes)");
         fail(e, why);
         return;
     }
@@ -950,7 +905,7 @@ void moat_otamqtt_tick(moat_otamqtt *e, uint32_t now_ms)
         if (e->state != MOAT_OTAMQTT_RECEIVING)
             return;
         e->state = MOAT_OTAMQTT_STALLED;
-        words(why, sizeof why, "no block came after ", e->max_retries,
+        moat_sb_say(why, sizeof why, "no block came after ", e->max_retries,
               " requests; progress kept at ", e->want, " bytes: offer the image again");
         copy_words(e->error, sizeof e->error, why);
         e->want_status = true;

@@ -48,3 +48,23 @@ void moat_sb_words(moat_sb *sb)
     if (sb->buf != NULL)
         sb->buf[sb->len] = '\0';
 }
+
+void moat_sb_say(char *buf, size_t cap, const char *a, uint64_t n1, const char *b, uint64_t n2,
+                 const char *c)
+{
+    moat_sb sb;
+
+    if (buf == NULL || cap == 0)
+        return;
+    moat_sb_init(&sb, buf, cap);
+    moat_sb_str(&sb, a);
+    if (b != NULL) {
+        moat_sb_u64(&sb, n1);
+        moat_sb_str(&sb, b);
+    }
+    if (c != NULL) {
+        moat_sb_u64(&sb, n2);
+        moat_sb_str(&sb, c);
+    }
+    moat_sb_words(&sb);
+}

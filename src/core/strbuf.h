@@ -28,5 +28,10 @@ void moat_sb_str(moat_sb *sb, const char *s); /* NULL writes nothing */
 void moat_sb_u64(moat_sb *sb, uint64_t v);
 /* NUL-terminate what fits (words may be cut); never fails. */
 void moat_sb_words(moat_sb *sb);
+/* buf = a, then n1 and b if b is given, then n2 and c if c is given:
+ * ("zone ", 3, ": over the maximum of ", 3600, " seconds"). NULL or 0-sized
+ * buf: nothing. */
+void moat_sb_say(char *buf, size_t cap, const char *a, uint64_t n1, const char *b, uint64_t n2,
+                 const char *c);
 
 #endif

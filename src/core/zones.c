@@ -13,31 +13,14 @@
 
 /* ------------------------------------------------------------- words -- */
 
-static void words(char *why, size_t cap, const char *a, uint64_t n1, const char *b,
-                  uint64_t n2, const char *c)
-{
-    moat_sb sb;
-    moat_sb_init(&sb, why, cap);
-    moat_sb_str(&sb, a);
-    if (b != NULL) {
-        moat_sb_u64(&sb, n1);
-        moat_sb_str(&sb, b);
-    }
-    if (c != NULL) {
-        moat_sb_u64(&sb, n2);
-        moat_sb_str(&sb, c);
-    }
-    moat_sb_words(&sb);
-}
-
 static void say(moat_zones *z, const char *text)
 {
-    words(z->error, sizeof z->error, text, 0, NULL, 0, NULL);
+    moat_sb_say(z->error, sizeof z->error, text, 0, NULL, 0, NULL);
 }
 
 static void say_no_zone(char *why, size_t cap, uint32_t zone, uint8_t count)
 {
-    words(why, cap, "zone ", zone, " does not exist (zones are 1 to ", count, ")");
+    moat_sb_say(why, cap, "zone ", zone, " does not exist (zones are 1 to ", count, ")");
 }
 
 /* ------------------------------------------------------------- relays -- */
@@ -101,7 +84,7 @@ moat_err moat_zones_init(moat_zones *z, const moat_zones_config *cfg,
     }
     count = cfg->count ? cfg->count : MOAT_ZONES_MAX;
     if (count > MOAT_ZONES_MAX) {
-        words(z->error, sizeof z->error, "zones: count ", count,
+        moat_sb_say(z->error, sizeof z->error, "zones: count ", count,
               " is over the 8 relays", 0, NULL);
         return MOAT_ERR_ARG;
     }
@@ -109,7 +92,7 @@ moat_err moat_zones_init(moat_zones *z, const moat_zones_config *cfg,
     for (i = 0; i < count; i++) {
         uint32_t m = cfg->zone_max_s[i] ? cfg->zone_max_s[i] : max_s;
         if (m > MOAT_ZONES_LIMIT_S) {
-            words(z->error, sizeof z->error, "zone ", i + 1u,
+            moat_sb_say(z->error, sizeof z->error, "zone ", i + 1u,
                   ": maximum run time over the limit of 86400 seconds", 0, NULL);
             memset(z->max_ms, 0, sizeof z->max_ms);
             return MOAT_ERR_ARG;
@@ -302,13 +285,13 @@ static moat_err check_zone(uint32_t zone, uint8_t count, char *why, size_t cap)
 
 static moat_err too_large(char *why, size_t cap)
 {
-    words(why, cap, "zone payload: number too large (over 4294967295)", 0, NULL, 0, NULL);
+    moat_sb_say(why, cap, "zone payload: number too large (over 4294967295)", 0, NULL, 0, NULL);
     return MOAT_ERR_ARG;
 }
 
 static moat_err malformed(char *why, size_t cap, const char *text)
 {
-    words(why, cap, text, 0, NULL, 0, NULL);
+    moat_sb_say(why, cap, text, 0, NULL, 0, NULL);
     return MOAT_ERR_MALFORMED;
 }
 
