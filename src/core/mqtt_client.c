@@ -176,11 +176,14 @@ static bool queue_ack(moat_mqtt_client *c, uint8_t type, uint16_t id)
 static void flush_queue(moat_mqtt_client *c)
 {
     uint16_t limit = c->cfg->max_inflight ? c->cfg->max_inflight : 20u, out = 0;
+    uint32_t next = 0; /* store offset of the slot after this one */
     if (c->state != MOAT_MQTT_CONNECTED)
         return;
     for (uint16_t i = 0; i < c->win_used; i++) {
         moat_mqtt_inflight *s = &c->win[i];
         bool ours = holds_store(s) || s->kind == K_REL;
+        uint32_t off = next;
+        next += holds_store(s) ? s->len : 0;
         if (s->flags & F_TX) {
             out += ours;
             continue;
@@ -190,7 +193,7 @@ static void flush_queue(moat_mqtt_client *c)
         if (holds_store(s)) {
             if (s->len > tx_free(c))
                 return;
-            memcpy(c->tx + c->tx_len, c->store + store_off(c, s), s->len);
+            memcpy(c->tx + c->tx_len, c->store + off, s->len);
             if (s->flags & F_SENT)
                 c->tx[c->tx_len] |= 0x08u; /* DUP: MQTT-3.3.1-1 */
             c->tx_len += s->len;
