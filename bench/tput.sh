@@ -18,6 +18,8 @@
 #         message, publisher + subscriber + broker together>
 #   RATIO tput_moat_vs_<mosq|paho>_<plain|tls>_qos<0|1> <moat / peer, msg/s>
 #   RATIO tput_cpu_moat_vs_<mosq|paho>_<plain|tls>_qos<0|1> <moat / peer, CPU>
+#   BENCH tput_mosq_plain_qos1_{loop,threaded}_probe_msgs_s  the one run of
+#         each libmosquitto mode that chooses the faster for the rest
 #   BENCH cpu_per_msg_<moat|mosq>_plain_qos1_instr <instructions per message>
 #   RATIO cpu_per_msg_moat_vs_mosq <moat / libmosquitto>
 #
@@ -230,6 +232,8 @@ run mosq plain 1 "$N1"
 b=${RES% *}
 if [ "$a" -ge "$b" ]; then MOSQ_MODE='' MODE_NAME="one thread, mosquitto_loop()"; else MODE_NAME="its network thread, mosquitto_loop_start()"; fi
 note "libmosquitto: one thread $a msg/s, threaded $b msg/s (QoS 1 plain): measured with $MODE_NAME"
+echo "BENCH tput_mosq_plain_qos1_loop_probe_msgs_s $a"
+echo "BENCH tput_mosq_plain_qos1_threaded_probe_msgs_s $b"
 
 declare -A R U
 for _ in $(seq 1 "$REPS"); do

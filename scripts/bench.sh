@@ -97,11 +97,11 @@ awk -v m="$engine" 'BEGIN {
 # is missing (a quick run has no instruction counts): the page then says so.
 fig() { awk -v k="$1" '{ n = $1; for (i = 2; i < NF; i++) n = n " " $i; if (n == k) v = $NF } END { print v }' "$lines"; }
 ratio() {
-    a=$2 b=$3
+    a=$2 b=$3 fmt=${4:-%.2f}
     case $a in [0-9]*) ;; *) a=$(fig "$a") ;; esac
     case $b in [0-9]*) ;; *) b=$(fig "$b") ;; esac
     [ -n "$a" ] && [ -n "$b" ] || return 0
-    awk -v n="$1" -v a="$a" -v b="$b" 'BEGIN { if (b > 0) printf "RATIO %s %.2f\n", n, a / b }' >>"$lines"
+    awk -v n="$1" -v a="$a" -v b="$b" -v f="$fmt" 'BEGIN { if (b > 0) printf "RATIO %s " f "\n", n, a / b }' >>"$lines"
 }
 ratio tls_peak_vs_budget "HEAP tls_peak" 12288
 ratio tls_steady_vs_budget "HEAP tls_steady" 6144
@@ -109,9 +109,9 @@ ratio tls_peak_vs_mbedtls36 "HEAP tls_peak" 16179
 ratio tls_peak_ilp32_vs_mbedtls36 "HEAP tls_peak_ilp32" 16179
 ratio tls_peak_vs_bearssl "HEAP tls_peak" 22528
 ratio tls_peak_ilp32_vs_bearssl "HEAP tls_peak_ilp32" 22528
-ratio handshake_resumed_vs_full_p256 "BENCH handshake_resumed_p256_minstr" "BENCH handshake_full_p256_minstr"
-ratio handshake_resumed_vs_full_rsa2048 "BENCH handshake_resumed_rsa2048_minstr" "BENCH handshake_full_rsa2048_minstr"
-ratio handshake_resumed_vs_full_p256_mcu "BENCH handshake_resumed_p256_mcu_minstr" "BENCH handshake_full_p256_mcu_minstr"
+ratio handshake_resumed_vs_full_p256 "BENCH handshake_resumed_p256_minstr" "BENCH handshake_full_p256_minstr" %.4f
+ratio handshake_resumed_vs_full_rsa2048 "BENCH handshake_resumed_rsa2048_minstr" "BENCH handshake_full_rsa2048_minstr" %.4f
+ratio handshake_resumed_vs_full_p256_mcu "BENCH handshake_resumed_p256_mcu_minstr" "BENCH handshake_full_p256_mcu_minstr" %.4f
 ratio handshake_mcu_vs_stock_p256 "BENCH handshake_full_p256_mcu_minstr" "BENCH handshake_full_p256_minstr"
 ratio handshake_mcu_vs_stock_rsa2048 "BENCH handshake_full_rsa2048_mcu_minstr" "BENCH handshake_full_rsa2048_minstr"
 ratio agent_core_vs_coremqtt5 "SIZE agent_core cortex-m4" 19354
@@ -148,7 +148,7 @@ ver() { dpkg-query -W -f '${Version}' "$1" 2>/dev/null || echo "?"; }
     printf 'machine\t%s, %s cores (%s), %s GiB RAM, Linux %s\n' "$os" "$(nproc)" "$cpu" \
         "$(awk '/^MemTotal/ { printf "%.0f", $2 / 1048576 }' /proc/meminfo)" "$(uname -r)"
     printf 'tools\tgcc %s, arm-none-eabi-gcc %s, xtensa-lx106-elf-gcc %s, mosquitto %s, libmosquitto %s, Paho C %s, mbedTLS %s (Debian) and 2.28.3 (the profile), valgrind %s\n' \
-        "$(gcc -dumpversion)" "$(arm-none-eabi-gcc -dumpversion 2>/dev/null || echo ?)" \
+        "$(gcc -dumpfullversion)" "$(arm-none-eabi-gcc -dumpversion 2>/dev/null || echo ?)" \
         "$(xtensa-lx106-elf-gcc -dumpversion 2>/dev/null || echo ?)" "$(ver mosquitto)" \
         "$(ver libmosquitto-dev)" "$(ver libpaho-mqtt-dev)" "$(ver libmbedtls-dev)" \
         "$(valgrind --version 2>/dev/null | sed 's/valgrind-//')"

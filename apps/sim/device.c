@@ -107,7 +107,6 @@ static void link_failed(sim *s, sim_dev *d, moat_err e, bool tls_words)
         s->conn_fail++;
     else if (d->phase == PH_TLS)
         s->tls_fail++;
-    d->fails++;
     left_setup(s, d);
     if (d->up)
         s->up_now--;

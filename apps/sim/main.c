@@ -299,6 +299,9 @@ static void report(sim *s, double wall_s)
     printf("cpu                user %.1f s, system %.1f s over %.1f s\n", user, sys, wall_s);
     if (s->mon.reconnects > 0)
         printf("monitor            reconnected %u times\n", s->mon.reconnects);
+    if (s->mon.st_foreign > 0)
+        printf("monitor            ignored %llu messages from devices not of this run\n",
+               (unsigned long long)s->mon.st_foreign);
     for (size_t i = 0; i < s->nerrs; i++)
         printf("error              %u x %s\n", s->errs[i].n, s->errs[i].msg);
 

@@ -124,7 +124,6 @@ typedef struct sim_dev {
     uint32_t res_sent;         /* command results published */
     uint32_t cmds;             /* commands received */
     uint16_t reconnects;
-    uint16_t fails;
     /* counts, as the monitor sees them */
     uint32_t mon_recv;         /* distinct status seqs received */
     uint32_t mon_last;         /* highest seq received */
