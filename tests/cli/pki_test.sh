@@ -319,7 +319,8 @@ check "conf has the server key" has "$C" "^keyfile $P/servers/localhost.key\$"
 check "conf checks the CRL" has "$C" "^crlfile $P/crl.pem\$"
 check "conf has the ACL file" has "$C" "^acl_file $B/acl\$"
 check "conf turns persistence off" has "$C" '^persistence false$'
-check "conf allows only AEAD ECDHE suites" has "$C" '^ciphers ECDHE-[A-Z0-9-]*GCM'
+check "conf allows only AEAD ECDHE suites" has "$C" '^ciphers ECDHE-[A-Z0-9-]*(GCM|CHACHA20-POLY1305)'
+check "conf lists no suite without AEAD" not has "$C" '^ciphers .*(CBC|SHA:|-SHA$|RC4|3DES|NULL)'
 check "conf has no plain listener" test "$(grep -c '^listener' "$C")" -eq 1
 A=$B/acl
 check "acl: devices write their state" has "$A" '^pattern write moat/%u/state$'
