@@ -375,7 +375,7 @@ int main(int argc, char **argv)
     }
     s->id_base = base;
     s->dev_tls = (moat_tls_config){
-        .ca = { .data = s->ca.ca_pem, .len = s->ca.ca_pem_len },
+        .ca_chain = &s->ca.crt, /* one parsed CA for every device */
         .time_now = moat_tls_os_time,
         .rng = sim_rng,
         .rng_ctx = &s->ca.drbg,

@@ -95,9 +95,41 @@ typedef struct moat_tls_config {
     const char *peer_name;        /* the peer in messages; NULL means "broker" */
     uint16_t max_fragment_len;    /* 0 (automatic), 512, 1024, 2048 or 4096 */
     uint32_t resume_max_age_s;    /* 0 means MOAT_TLS_RESUME_MAX_AGE_S */
-    moat_tls_rng_fn rng;          /* NULL: a CTR_DRBG seeded from mbedtls_entropy */
+    moat_tls_rng_fn rng;          /* NULL: the process's default moat_tls_rng */
     void *rng_ctx;
+    /* An already parsed CA chain to trust instead of loading `ca`: sessions
+     * that trust the same CA (a device's MQTT and HTTPS links, a simulator's
+     * devices) share one parsed copy. Not modified; must outlive every
+     * moat_tls that uses it. `ca` must then be empty. */
+    mbedtls_x509_crt *ca_chain;
 } moat_tls_config;
+
+/*
+ * A random generator for TLS: CTR_DRBG (AES-256) seeded from mbedTLS's
+ * entropy sources. One serves any number of moat_tls sessions of one
+ * thread; pass moat_tls_rng_bytes and the moat_tls_rng as rng/rng_ctx. A
+ * session whose config has no rng uses a default one of the process,
+ * seeded at the first moat_tls_init: so a program that makes TLS sessions
+ * from several threads at once gives each thread its own. On POSIX systems
+ * a generator reseeds itself in a forked child, so parent and child never
+ * share a random stream.
+ */
+typedef struct moat_tls_rng {
+#if defined(MBEDTLS_ENTROPY_C) && defined(MBEDTLS_CTR_DRBG_C)
+    mbedtls_entropy_context entropy;
+    mbedtls_ctr_drbg_context drbg;
+#endif
+    long pid;                     /* the process that seeded it */
+    bool ready;
+} moat_tls_rng;
+
+/* Seed r. Returns MOAT_OK, or MOAT_ERR_TLS with words in why (when why is
+ * not NULL) when no entropy source answers; MOAT_ERR_ARG when this mbedTLS
+ * build has no entropy or CTR_DRBG (set moat_tls_config.rng then). */
+moat_err moat_tls_rng_init(moat_tls_rng *r, char *why, size_t why_cap);
+/* mbedTLS f_rng: fill out from the moat_tls_rng rng. 0 on success. */
+int moat_tls_rng_bytes(void *rng, unsigned char *out, size_t len);
+void moat_tls_rng_free(moat_tls_rng *r);
 
 /* The best verification problem seen in one handshake (internal). */
 typedef struct moat_tls_verdict {
@@ -114,10 +146,6 @@ typedef struct moat_tls {
     mbedtls_x509_crt ca;
     mbedtls_x509_crt cert;
     mbedtls_pk_context key;
-#if defined(MBEDTLS_ENTROPY_C) && defined(MBEDTLS_CTR_DRBG_C)
-    mbedtls_entropy_context entropy;
-    mbedtls_ctr_drbg_context drbg;
-#endif
     mbedtls_ssl_session saved;     /* last session, offered on reconnect */
     moat_transport lower;
     moat_tls_verdict verdict;
@@ -135,7 +163,8 @@ typedef struct moat_tls {
     bool resumed;
     bool want_write;
     char host[256];
-    char saved_host[256];
+    uint8_t saved_host[32];        /* SHA-256 of the saved session's host,
+                                      lower case */
     char msg[256];
 } moat_tls;
 

@@ -16,7 +16,12 @@
 #include <time.h>
 
 #include <mbedtls/ecp.h>
+#include <mbedtls/sha256.h>
 #include <mbedtls/ssl_ciphersuites.h>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <unistd.h>
+#endif
 
 /* ECDHE with AEAD only, in order of preference. Those this build lacks are
  * dropped at init. CCM is listed for ECDSA, as MCU builds often have it. */
@@ -108,37 +113,105 @@ static void release(moat_tls *t)
     mbedtls_x509_crt_free(&t->cert);
     mbedtls_pk_free(&t->key);
     mbedtls_ssl_session_free(&t->saved);
-#if defined(MBEDTLS_ENTROPY_C) && defined(MBEDTLS_CTR_DRBG_C)
-    mbedtls_ctr_drbg_free(&t->drbg);
-    mbedtls_entropy_free(&t->entropy);
-#endif
     t->ready = false;
     t->have_saved = false;
     t->state = MOAT_TLS_IDLE;
 }
 
+/* ------------------------------------------------------------- rng -- */
+
+static long this_process(void)
+{
+#if defined(__unix__) || defined(__APPLE__)
+    return (long)getpid();
+#else
+    return 0;
+#endif
+}
+
+moat_err moat_tls_rng_init(moat_tls_rng *r, char *why, size_t why_cap)
+{
+#if defined(MBEDTLS_ENTROPY_C) && defined(MBEDTLS_CTR_DRBG_C)
+    static const unsigned char pers[] = "moat_tls";
+    int ret;
+
+    memset(r, 0, sizeof(*r));
+    mbedtls_entropy_init(&r->entropy);
+    mbedtls_ctr_drbg_init(&r->drbg);
+    ret = mbedtls_ctr_drbg_seed(&r->drbg, mbedtls_entropy_func, &r->entropy, pers,
+                                sizeof(pers) - 1);
+    if (ret != 0) {
+        if (why != NULL && why_cap > 0) {
+            char words[120];
+            moat_tls_mbedtls_words(ret, words, sizeof(words));
+            snprintf(why, why_cap, "cannot seed the random generator: %s", words);
+        }
+        moat_tls_rng_free(r);
+        return MOAT_ERR_TLS;
+    }
+    r->pid = this_process();
+    r->ready = true;
+    return MOAT_OK;
+#else
+    memset(r, 0, sizeof(*r));
+    if (why != NULL && why_cap > 0)
+        snprintf(why, why_cap, "no random generator: this mbedTLS build has no entropy source "
+                               "or CTR_DRBG, set moat_tls_config.rng");
+    return MOAT_ERR_ARG;
+#endif
+}
+
+int moat_tls_rng_bytes(void *rng, unsigned char *out, size_t len)
+{
+#if defined(MBEDTLS_ENTROPY_C) && defined(MBEDTLS_CTR_DRBG_C)
+    moat_tls_rng *r = rng;
+    int ret;
+
+    if (r == NULL || !r->ready)
+        return MBEDTLS_ERR_CTR_DRBG_ENTROPY_SOURCE_FAILED;
+    /* A forked child must not continue its parent's stream. */
+    if (r->pid != this_process()) {
+        static const unsigned char fork_pers[] = "moat_tls fork";
+        if ((ret = mbedtls_ctr_drbg_reseed(&r->drbg, fork_pers, sizeof(fork_pers) - 1)) != 0)
+            return ret;
+        r->pid = this_process();
+    }
+    return mbedtls_ctr_drbg_random(&r->drbg, out, len);
+#else
+    (void)rng;
+    (void)out;
+    (void)len;
+    return -1;
+#endif
+}
+
+void moat_tls_rng_free(moat_tls_rng *r)
+{
+    if (r == NULL)
+        return;
+#if defined(MBEDTLS_ENTROPY_C) && defined(MBEDTLS_CTR_DRBG_C)
+    mbedtls_ctr_drbg_free(&r->drbg);
+    mbedtls_entropy_free(&r->entropy);
+#endif
+    r->ready = false;
+}
+
+/* The process's generator for sessions whose config names none. */
+static moat_tls_rng default_rng;
+
 static moat_err setup_rng(moat_tls *t)
 {
+    char why[200];
+    moat_err e;
+
     if (t->cfg->rng != NULL) {
         mbedtls_ssl_conf_rng(&t->conf, t->cfg->rng, t->cfg->rng_ctx);
         return MOAT_OK;
     }
-#if defined(MBEDTLS_ENTROPY_C) && defined(MBEDTLS_CTR_DRBG_C)
-    static const unsigned char pers[] = "moat_tls";
-    int ret = mbedtls_ctr_drbg_seed(&t->drbg, mbedtls_entropy_func, &t->entropy, pers,
-                                    sizeof(pers) - 1);
-    if (ret != 0) {
-        char why[120];
-        moat_tls_mbedtls_words(ret, why, sizeof(why));
-        return moat_tls_fail(t, MOAT_ERR_TLS, "cannot seed the random generator: %s", why);
-    }
-    mbedtls_ssl_conf_rng(&t->conf, mbedtls_ctr_drbg_random, &t->drbg);
+    if (!default_rng.ready && (e = moat_tls_rng_init(&default_rng, why, sizeof(why))) != MOAT_OK)
+        return moat_tls_fail(t, e, "%s", why);
+    mbedtls_ssl_conf_rng(&t->conf, moat_tls_rng_bytes, &default_rng);
     return MOAT_OK;
-#else
-    return moat_tls_fail(t, MOAT_ERR_ARG,
-                         "no random generator: this mbedTLS build has no entropy source, "
-                         "set moat_tls_config.rng");
-#endif
 }
 
 /* The MFLN code to request: the configured one, or the one that fits a
@@ -184,7 +257,7 @@ static moat_err configure(moat_tls *t)
     /* Verification is always required; there is deliberately no setting. */
     mbedtls_ssl_conf_authmode(c, MBEDTLS_SSL_VERIFY_REQUIRED);
     mbedtls_ssl_conf_verify(c, moat_tls_verify_cb, t);
-    mbedtls_ssl_conf_ca_chain(c, &t->ca, NULL);
+    mbedtls_ssl_conf_ca_chain(c, t->cfg->ca_chain != NULL ? t->cfg->ca_chain : &t->ca, NULL);
     ret = mbedtls_ssl_conf_own_cert(c, &t->cert, &t->key);
     if (ret != 0)
         return moat_tls_fail(t, MOAT_ERR_TLS, "mbedTLS refused the client certificate (-0x%04x)",
@@ -248,10 +321,6 @@ moat_err moat_tls_init(moat_tls *t, const moat_tls_config *cfg)
     mbedtls_x509_crt_init(&t->cert);
     mbedtls_pk_init(&t->key);
     mbedtls_ssl_session_init(&t->saved);
-#if defined(MBEDTLS_ENTROPY_C) && defined(MBEDTLS_CTR_DRBG_C)
-    mbedtls_entropy_init(&t->entropy);
-    mbedtls_ctr_drbg_init(&t->drbg);
-#endif
     t->verdict.rank = MOAT_TLS_RANK_NONE;
     if (cfg == NULL)
         e = moat_tls_fail(t, MOAT_ERR_ARG, "no TLS configuration");
@@ -284,18 +353,27 @@ void moat_tls_forget_session(moat_tls *t)
     mbedtls_ssl_session_free(&t->saved);
     mbedtls_ssl_session_init(&t->saved);
     t->have_saved = false;
-    t->saved_host[0] = '\0';
+    memset(t->saved_host, 0, sizeof(t->saved_host));
 }
 
-static bool same_host(const char *a, const char *b)
+/* SHA-256 of the host name in lower case: what a saved session remembers
+ * of its host (32 bytes instead of a copy of up to 255). */
+static void host_digest(const char *host, uint8_t out[32])
 {
-    for (; *a != '\0' && *b != '\0'; a++, b++) {
-        char x = *a >= 'A' && *a <= 'Z' ? (char)(*a - 'A' + 'a') : *a;
-        char y = *b >= 'A' && *b <= 'Z' ? (char)(*b - 'A' + 'a') : *b;
-        if (x != y)
-            return false;
-    }
-    return *a == *b;
+    char lower[sizeof(((moat_tls *)0)->host)];
+    size_t n = 0;
+
+    for (; host[n] != '\0' && n < sizeof(lower); n++)
+        lower[n] = host[n] >= 'A' && host[n] <= 'Z' ? (char)(host[n] - 'A' + 'a') : host[n];
+    if (mbedtls_sha256_ret((const unsigned char *)lower, n, out, 0) != 0)
+        memset(out, 0, 32); /* never matches a digest that was computed */
+}
+
+static bool same_host(const uint8_t saved[32], const char *host)
+{
+    uint8_t d[32];
+    host_digest(host, d);
+    return memcmp(saved, d, sizeof(d)) == 0;
 }
 
 /* Offer the saved session only to the host it was made with, and only for a
@@ -386,7 +464,7 @@ static moat_err handshake_done(moat_tls *t)
         return session_failed(t, MBEDTLS_ERR_X509_CERT_VERIFY_FAILED, true);
     if (!t->resumed || !t->have_saved) {
         t->saved_at = t->verify_now;
-        memcpy(t->saved_host, t->host, sizeof(t->host));
+        host_digest(t->host, t->saved_host);
     }
     /* Keep the newest ticket; the age still counts from the last check. */
     mbedtls_ssl_session_free(&t->saved);

@@ -140,8 +140,21 @@ static moat_err load_ca(moat_tls *t)
 {
     char name[300], why[120];
     blob b;
-    moat_err e = get_bytes(t, &t->cfg->ca, "CA file", &b);
-    if (e != MOAT_OK)
+    moat_err e;
+
+    if (t->cfg->ca_chain != NULL) {
+        /* One source of trust, so that nobody wonders which one counts. */
+        if (t->cfg->ca.path != NULL || t->cfg->ca.data != NULL)
+            return moat_tls_fail(t, MOAT_ERR_ARG,
+                                 "both a CA file and a parsed CA chain are configured: "
+                                 "set one");
+        if (t->cfg->ca_chain->raw.len == 0)
+            return moat_tls_fail(t, MOAT_ERR_ARG,
+                                 "the parsed CA chain is empty: the %s cannot be verified",
+                                 moat_tls_peer(t));
+        return MOAT_OK;
+    }
+    if ((e = get_bytes(t, &t->cfg->ca, "CA file", &b)) != MOAT_OK)
         return e;
     describe(&t->cfg->ca, "CA file", name, sizeof(name));
     if (b.len == 0)

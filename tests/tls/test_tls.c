@@ -896,6 +896,97 @@ static void case_round_trip_and_resume(void)
     conn_free(&c);
 }
 
+/* A parsed CA chain shared by sessions, a shared moat_tls_rng, the host of
+ * a saved session remembered by digest, and the default generator in a
+ * forked child. */
+static void case_shared_ca_and_rng(void)
+{
+    static conn c, d;
+    mbedtls_x509_crt chain, other, empty;
+    moat_tls_rng rng;
+    char why[200];
+    unsigned char a[32], b[32];
+    int fd[2];
+
+    begin("a shared parsed CA chain and a shared generator serve two sessions");
+    mbedtls_x509_crt_init(&chain);
+    mbedtls_x509_crt_init(&other);
+    mbedtls_x509_crt_init(&empty);
+    CHECK(mbedtls_x509_crt_parse_file(&chain, path_in("ca.pem")) == 0, "parse ca.pem");
+    CHECK(mbedtls_x509_crt_parse_file(&other, path_in("other-ca.pem")) == 0,
+          "parse other-ca.pem");
+    CHECK(moat_tls_rng_init(&rng, why, sizeof(why)) == MOAT_OK, "rng: %s", why);
+    CHECK(moat_tls_rng_bytes(&rng, a, sizeof(a)) == 0 && moat_tls_rng_bytes(&rng, b, sizeof(b)) == 0 &&
+              memcmp(a, b, sizeof(a)) != 0,
+          "the generator repeats itself");
+    conn_defaults(&c);
+    conn_defaults(&d);
+    c.cfg.ca = d.cfg.ca = (moat_tls_source){ 0 };
+    c.cfg.ca_chain = d.cfg.ca_chain = &chain;
+    c.cfg.rng = d.cfg.rng = moat_tls_rng_bytes;
+    c.cfg.rng_ctx = d.cfg.rng_ctx = &rng;
+    CHECK(conn_init(&c) == MOAT_OK && conn_init(&d) == MOAT_OK, "init: %s",
+          moat_tls_last_error(&c.tls));
+    CHECK(tls_connect(&c, g_port[L_GOOD], "LocalHost.") == MOAT_OK, "handshake: %s",
+          moat_tls_last_error(&c.tls));
+    CHECK(tls_connect(&d, g_port[L_GOOD], "localhost") == MOAT_OK, "second session: %s",
+          moat_tls_last_error(&d.tls));
+    link_close(&c);
+    link_close(&d);
+
+    begin("the saved session's host is matched without case: LOCALHOST resumes it");
+    CHECK(tls_connect(&c, g_port[L_GOOD], "LOCALHOST") == MOAT_OK && moat_tls_resumed(&c.tls),
+          "resumed: %d, %s", moat_tls_resumed(&c.tls), moat_tls_last_error(&c.tls));
+    link_close(&c);
+    CHECK(tls_connect(&c, g_port[L_GOOD], "127.0.0.1") == MOAT_OK && !moat_tls_resumed(&c.tls),
+          "resumed a session made for another host name");
+    link_close(&c);
+    conn_free(&c);
+    conn_free(&d);
+
+    begin("a shared chain of another CA refuses the broker");
+    conn_defaults(&c);
+    c.cfg.ca = (moat_tls_source){ 0 };
+    c.cfg.ca_chain = &other;
+    CHECK(conn_init(&c) == MOAT_OK, "init: %s", moat_tls_last_error(&c.tls));
+    expect_refusal(&c, g_port[L_GOOD], "localhost", MOAT_ERR_CERT_UNTRUSTED,
+                   "broker certificate is not signed by the configured CA "
+                   "(issuer 'CN=moat test CA')");
+    conn_free(&c);
+
+    begin("a CA file and a parsed chain at once, or an empty chain, are refused");
+    conn_defaults(&c);
+    c.cfg.ca_chain = &chain;
+    CHECK_ERR(conn_init(&c), MOAT_ERR_ARG, &c.tls,
+              "both a CA file and a parsed CA chain are configured: set one");
+    conn_defaults(&c);
+    c.cfg.ca = (moat_tls_source){ 0 };
+    c.cfg.ca_chain = &empty;
+    CHECK_ERR(conn_init(&c), MOAT_ERR_ARG, &c.tls,
+              "the parsed CA chain is empty: the broker cannot be verified");
+
+    begin("a forked child does not repeat its parent's random stream");
+    CHECK(pipe(fd) == 0, "pipe: %s", strerror(errno));
+    pid_t pid = fork();
+    CHECK(pid >= 0, "fork: %s", strerror(errno));
+    if (pid == 0) {
+        ssize_t w = -1;
+        if (moat_tls_rng_bytes(&rng, a, sizeof(a)) == 0)
+            w = write(fd[1], a, sizeof(a));
+        _exit(w == (ssize_t)sizeof(a) ? 0 : 1);
+    }
+    close(fd[1]);
+    CHECK(read(fd[0], b, sizeof(b)) == (ssize_t)sizeof(b), "the child wrote no bytes");
+    close(fd[0]);
+    waitpid(pid, NULL, 0);
+    CHECK(moat_tls_rng_bytes(&rng, a, sizeof(a)) == 0, "parent's bytes");
+    CHECK(memcmp(a, b, sizeof(a)) != 0, "parent and child drew the same random bytes");
+
+    moat_tls_rng_free(&rng);
+    mbedtls_x509_crt_free(&chain);
+    mbedtls_x509_crt_free(&other);
+}
+
 static void case_refusals(void)
 {
     conn c;
@@ -1132,6 +1223,7 @@ int main(void)
     case_clock_not_valid();
     case_memory_credentials();
     case_round_trip_and_resume();
+    case_shared_ca_and_rng();
     case_refusals();
     case_caller_clock();
     case_rsa();
