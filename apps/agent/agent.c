@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "moat/timer.h"
+#include "moat/wifi.h"
 #include "agent.h"
 
 #ifndef MOAT_AGENT_BUILD
@@ -172,6 +173,8 @@ static moat_err status_json(agent *a, uint32_t now_ms, char *buf, size_t cap, si
         ag_link_local_ip(&a->link, a->ip, sizeof a->ip);
     st.ip = a->ip;
     st.free_mem = mem_available();
+    /* Wi-Fi signal, on machines that have Wi-Fi (/proc/net/wireless) */
+    st.has_rssi = moat_wifi_rssi(NULL, NULL, &st.rssi);
     st.error = a->error;
     st.device_id = a->id;
     st.state = ag_phase_name(a->phase);
