@@ -291,6 +291,7 @@ static void on_connected(agent *a, const moat_mqtt_event *ev, uint32_t now_ms)
 
     if (a->ever_ready)
         a->reconnects++;
+    a->retained_refused = 0; /* the new session's SUBSCRIBE brings them again */
     ag_log(AG_LOG_INFO, "connected to %s:%u as %s (%s)", a->cfg.mqttserver,
            a->cfg.mqttport, a->id, ev->session_present ? "session present" : "new session");
     ag_publish(a, a->topics.state, online, sizeof online - 1, 1, true, now_ms);

@@ -312,6 +312,8 @@ typedef struct agent {
     uint32_t max_loop_ms;             /* longest loop turn since the last status */
     uint32_t mqtt_ms;                 /* the last connection took this long */
     uint32_t reconnects;
+    uint16_t retained_refused;        /* commands (bits by table index) whose
+                                         retained copy this session refused */
     bool ever_ready;
     uint32_t clock_wait_ms;           /* start until the clock was valid */
     char error[MOAT_STATUS_ERROR_MAX];

@@ -114,6 +114,8 @@ static const moat_command table[] = {
     {"cert", ag_cmd_cred, AG_CRED_PAYLOAD_MAX},
     {"key", ag_cmd_cred, AG_CRED_PAYLOAD_MAX},
 };
+/* agent.retained_refused has a bit for each */
+typedef char ag_table_fits_retained_bits[sizeof table / sizeof table[0] <= 16 ? 1 : -1];
 
 void ag_publish_result(agent *a, const char *name, const char *doc, size_t len,
                        uint32_t now_ms)
@@ -156,21 +158,62 @@ static bool command_name(agent *a, const moat_mqtt_event *ev, char *name, size_t
     return false;
 }
 
+/* The index of a command in the table, or -1. */
+static int command_index(const char *name)
+{
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++)
+        if (strcmp(table[i].name, name) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* {"ok":true,"note":"..."}: an empty message taken as the clearing of the
+ * retained command refused earlier in this session. */
+static void cleared_note(agent *a, const char *name, uint32_t now_ms)
+{
+    char doc[MOAT_RESULT_JSON_MAX], note[200];
+    moat_json_writer w;
+    size_t len = 0;
+
+    snprintf(note, sizeof note, "taken as the clearing of the retained '%s' refused in this "
+             "session, not run: send it again to run it", name);
+    ag_log(AG_LOG_INFO, "command '%s': %s", name, note);
+    moat_json_writer_init(&w, doc, sizeof doc);
+    moat_json_begin_object(&w, NULL);
+    moat_json_put_bool(&w, "ok", true);
+    moat_json_put_string(&w, "note", note);
+    moat_json_end_object(&w);
+    if (moat_json_finish(&w, &len) == MOAT_OK)
+        ag_publish_result(a, name, doc, len, now_ms);
+}
+
 void ag_commands_message(agent *a, const moat_mqtt_event *ev, uint32_t now_ms)
 {
     char name[MOAT_CONFIG_NAME_MAX], doc[MOAT_RESULT_JSON_MAX];
     size_t len = 0;
     moat_err err;
+    int idx;
 
     if (ev->offset != 0 || ev->len != ev->total)
         return; /* pieces come only in stream mode, which the agent does not use */
     if (!command_name(a, ev, name, sizeof name, now_ms))
         return;
+    idx = command_index(name);
     if (ev->retain) {
         /* A retained command would run again at every connection (a
          * retained reboot: forever). */
+        if (idx >= 0)
+            a->retained_refused |= (uint16_t)(1u << idx);
         ag_result_error(a, name, "retained commands are refused: clear it with an empty "
                      "retained message", now_ms);
+        return;
+    }
+    if (ev->len == 0 && idx >= 0 && (a->retained_refused & (1u << idx)) != 0) {
+        /* The empty retained message that clears it reaches us live, as
+         * an empty command (MQTT clears the retain flag for subscribers
+         * that are already there): an empty reboot must not reboot. */
+        a->retained_refused &= (uint16_t) ~(1u << idx);
+        cleared_note(a, name, now_ms);
         return;
     }
     ag_log(AG_LOG_INFO, "command '%s' (%zu bytes%s%s)", name, ev->len,
