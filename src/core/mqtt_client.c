@@ -342,6 +342,9 @@ void moat_mqtt_link_down(moat_mqtt_client *c, moat_err err, uint32_t now_ms)
      * client already took down (after a fatal error) changes nothing. */
     if (was == MOAT_MQTT_IDLE || (was == MOAT_MQTT_BACKOFF && !moat_mqtt_connect_due(c, now_ms)))
         return;
+    /* Our DISCONNECT is out: the peer closing is the end we asked for. */
+    if (was == MOAT_MQTT_CLOSING && c->tx_len == 0)
+        err = MOAT_OK;
     c->tx_len = 0;
     c->tx_reserve = 0;
     c->rx_state = RX_HDR;

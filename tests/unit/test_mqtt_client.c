@@ -2178,6 +2178,36 @@ static void disconnect_event_reports_ok(void **state)
     free(h);
 }
 
+/* The broker closes as soon as our DISCONNECT arrives, so the transport may
+ * report "closed by the peer" before the application takes the link down
+ * itself: once the DISCONNECT is out, that is the requested end (MOAT_OK).
+ * Before it is out, the error stays what it is (the broker may publish the
+ * will). */
+static void peer_close_after_disconnect_reports_ok(void **state)
+{
+    (void)state;
+    H *h = h_new();
+    h_init(h);
+    h_connect(h);
+    assert_int_equal(moat_mqtt_disconnect(&h->c, h->now), MOAT_OK);
+    EXPECT_OUT(h, 0xE0, 0x00);
+    moat_mqtt_link_down(&h->c, MOAT_ERR_CLOSED, h->now);
+    assert_int_equal(moat_mqtt_get_state(&h->c), MOAT_MQTT_IDLE);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_DISCONNECTED), 1);
+    assert_int_equal(ev_nth(h, MOAT_MQTT_EV_DISCONNECTED, 0)->err, MOAT_OK);
+    free(h);
+
+    h = h_new();
+    h_init(h);
+    h_connect(h);
+    assert_int_equal(moat_mqtt_disconnect(&h->c, h->now), MOAT_OK);
+    /* the DISCONNECT is still in tx */
+    moat_mqtt_link_down(&h->c, MOAT_ERR_CLOSED, h->now);
+    assert_int_equal(moat_mqtt_get_state(&h->c), MOAT_MQTT_IDLE);
+    assert_int_equal(ev_nth(h, MOAT_MQTT_EV_DISCONNECTED, 0)->err, MOAT_ERR_CLOSED);
+    free(h);
+}
+
 /* "Emits MOAT_MQTT_EV_DISCONNECTED once per link": a caller that reports
  * the same lost link twice (for instance after a fatal input error, where
  * the client already called link_down itself) gets one event and one
@@ -2286,6 +2316,7 @@ int main(void)
         cmocka_unit_test(callback_publishes_a_reply),
         cmocka_unit_test(callback_publishes_and_subscribes_on_connect),
         cmocka_unit_test(callback_disconnect_sends_nothing_after),
+        cmocka_unit_test(peer_close_after_disconnect_reports_ok),
         cmocka_unit_test(disconnect_goes_idle),
         cmocka_unit_test(disconnect_event_reports_ok),
         cmocka_unit_test(disconnected_event_once_per_link),
