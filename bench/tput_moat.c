@@ -77,7 +77,7 @@ static bool has_output(void)
 static void io_wait(int ms)
 {
     struct pollfd p = { .fd = tcp.fd, .events = POLLIN };
-    if (use_tls && moat_tls_pending(&tls))
+    if ((use_tls && moat_tls_pending(&tls)) || moat_tcp_pending(&tcp))
         return;
     if (has_output())
         p.events |= POLLOUT;
@@ -162,6 +162,10 @@ int main(int argc, char **argv)
     use_tls = o.ca != NULL;
     moat_tcp_init(&tcp);
     if (use_tls) {
+        /* TLS reads each record's header and body separately: let one
+         * recv() fetch all that is there. */
+        static uint8_t readahead[16384];
+        moat_tcp_set_readahead(&tcp, readahead, sizeof readahead);
         tcfg = (moat_tls_config){ .ca = { .path = o.ca }, .cert = { .path = o.cert },
                                   .key = { .path = o.key }, .time_now = moat_tls_os_time };
         if (moat_tls_init(&tls, &tcfg) != MOAT_OK)

@@ -22,10 +22,33 @@ extern "C" {
 typedef struct moat_tcp {
     int fd;           /* -1 when closed */
     bool connecting;  /* non-blocking connect() still in progress */
+    bool drained;     /* read-ahead: the last recv() came back short */
+    uint16_t ra_pos, ra_len, ra_size; /* read-ahead: next byte, end, size */
+    uint8_t *ra;      /* read-ahead buffer, NULL without one */
 } moat_tcp;
 
-/* Make a closed socket object (fd -1). */
+/* Make a closed socket object (fd -1), without a read-ahead buffer. */
 void moat_tcp_init(moat_tcp *s);
+
+/*
+ * Give s a read-ahead buffer of size bytes (at most 65535; NULL or 0: none),
+ * owned by the caller and used until the next moat_tcp_init. Then a recv
+ * asking for fewer bytes than size reads up to size bytes from the kernel
+ * and serves later recvs from them: TLS asks for each record's 5-byte
+ * header and its body separately, and this makes the two one system call,
+ * or one for many records. With a buffer, a recv() that came back short
+ * (the socket was empty) also spares the next one: once the buffer is used
+ * up, recv reports MOAT_ERR_WOULD_BLOCK once without a system call; poll()
+ * still reports anything that arrived meanwhile. Call it while s is closed.
+ *
+ * Bytes held here are invisible to poll(): with a buffer, check
+ * moat_tcp_pending (and, over TLS, moat_tls_pending as well) before
+ * sleeping on the socket.
+ */
+void moat_tcp_set_readahead(moat_tcp *s, uint8_t *buf, size_t size);
+
+/* True when the read-ahead buffer holds bytes not yet handed to recv. */
+bool moat_tcp_pending(const moat_tcp *s);
 
 /*
  * Start a non-blocking connection to host:port (name or numeric address).

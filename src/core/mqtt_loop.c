@@ -56,11 +56,15 @@ moat_err moat_mqtt_pump(moat_mqtt_client *c, const moat_transport *t, uint32_t n
     if (c->state < MOAT_MQTT_WAIT_CONNACK)
         return MOAT_ERR_STATE; /* IDLE or BACKOFF: no link */
 
-    for (int i = 0; i < PUMP_READS && e == MOAT_OK; i++) {
-        if ((e = send_all(c, t, now_ms)) != MOAT_OK)
-            break;
+    /* Send what the caller queued, then read all that is there before
+     * answering: the replies to many packets leave in one send (and, over
+     * TLS, one record) instead of one each. A change of state (CONNACK)
+     * ends the reading, so that what the application queues on it (its
+     * SUBSCRIBE) leaves before the packets that follow are handled. */
+    moat_mqtt_state s = c->state;
+    e = send_all(c, t, now_ms);
+    for (int i = 0; i < PUMP_READS && e == MOAT_OK && c->state == s; i++)
         e = read_some(c, t, now_ms);
-    }
     if (e == MOAT_ERR_WOULD_BLOCK)
         e = MOAT_OK;
     if (e == MOAT_OK)

@@ -6,6 +6,14 @@
  * poll() loop never stalls on a slow peer. send and recv implement the
  * moat_transport contract of moat/transport.h: bytes moved (> 0), or a
  * negative moat_err, never 0.
+ *
+ * An optional read-ahead buffer (moat_tcp_set_readahead) turns TLS's two
+ * reads per record into one, or one for many records. With it, recv also
+ * spares the system call that cannot return data: a recv() that came back
+ * short found the socket empty, so once the buffer is used up the next recv
+ * reports MOAT_ERR_WOULD_BLOCK without asking the kernel (once: the one
+ * after it asks again). The caller then waits on the socket, and poll()
+ * reports anything that arrived meanwhile, so nothing is delayed.
  */
 #include "moat/posix.h"
 
@@ -23,15 +31,34 @@
 
 void moat_tcp_init(moat_tcp *s)
 {
+    memset(s, 0, sizeof *s);
     s->fd = -1;
-    s->connecting = false;
 }
 
+/* The read-ahead buffer stays attached; its bytes belonged to the old
+ * stream and go. */
 void moat_tcp_close(moat_tcp *s)
 {
     if (s->fd >= 0)
         close(s->fd);
-    moat_tcp_init(s);
+    s->fd = -1;
+    s->connecting = false;
+    s->drained = false;
+    s->ra_pos = s->ra_len = 0;
+}
+
+void moat_tcp_set_readahead(moat_tcp *s, uint8_t *buf, size_t size)
+{
+    if (buf == NULL || size > UINT16_MAX)
+        size = buf == NULL ? 0 : UINT16_MAX;
+    s->ra = size > 0 ? buf : NULL;
+    s->ra_size = (uint16_t)size;
+    s->ra_pos = s->ra_len = 0;
+}
+
+bool moat_tcp_pending(const moat_tcp *s)
+{
+    return s->ra_pos < s->ra_len;
 }
 
 /* Non-blocking, close-on-exec, no Nagle: MQTT packets are small and latency
@@ -166,10 +193,27 @@ static long tcp_send(void *ctx, const uint8_t *buf, size_t len)
     return n > 0 ? (long)n : io_error();
 }
 
+/* One recv() into buf, EINTR retried. With a read-ahead buffer, marks the
+ * socket drained when the kernel had fewer bytes than asked for. */
+static long sys_recv(moat_tcp *s, uint8_t *buf, size_t len)
+{
+    ssize_t n;
+
+    do
+        n = recv(s->fd, buf, len, 0);
+    while (n < 0 && errno == EINTR);
+    if (n == 0)
+        return MOAT_ERR_CLOSED;
+    if (n < 0)
+        return io_error();
+    s->drained = s->ra != NULL && (size_t)n < len;
+    return (long)n;
+}
+
 static long tcp_recv(void *ctx, uint8_t *buf, size_t len)
 {
     moat_tcp *s = ctx;
-    ssize_t n;
+    long n;
 
     if (s->fd < 0)
         return MOAT_ERR_CLOSED;
@@ -179,12 +223,25 @@ static long tcp_recv(void *ctx, uint8_t *buf, size_t len)
         return MOAT_ERR_ARG;
     if (len > LONG_MAX)
         len = LONG_MAX;
-    do
-        n = recv(s->fd, buf, len, 0);
-    while (n < 0 && errno == EINTR);
-    if (n == 0)
-        return MOAT_ERR_CLOSED;
-    return n > 0 ? (long)n : io_error();
+    if (s->ra_pos == s->ra_len) {
+        if (s->drained) {
+            s->drained = false;
+            return MOAT_ERR_WOULD_BLOCK;
+        }
+        if (s->ra == NULL || len >= s->ra_size)
+            return sys_recv(s, buf, len);
+        n = sys_recv(s, s->ra, s->ra_size);
+        if (n <= 0)
+            return n;
+        s->ra_pos = 0;
+        s->ra_len = (uint16_t)n;
+    }
+    n = s->ra_len - s->ra_pos;
+    if ((size_t)n > len)
+        n = (long)len;
+    memcpy(buf, s->ra + s->ra_pos, (size_t)n);
+    s->ra_pos = (uint16_t)(s->ra_pos + n);
+    return n;
 }
 
 void moat_tcp_transport(moat_tcp *s, moat_transport *t)
