@@ -958,6 +958,8 @@ uint32_t ag_agent_next_timeout(agent *a, uint32_t now_ms)
         break;
     case AG_PHASE_TLS:
         t = min_u32(t, until(now_ms, a->link_opened_ms + AG_CONNECT_TIMEOUT_MS));
+        /* a name lookup has no socket to wake us; a fallback is due */
+        t = min_u32(t, moat_tcp_poll_in(&a->link.tcp, now_ms));
         break;
     case AG_PHASE_CLOSING:
         t = min_u32(t, until(now_ms, a->close_by_ms));

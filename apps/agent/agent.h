@@ -77,6 +77,7 @@ typedef struct ag_time {
     char host[MOAT_CONFIG_HOST_MAX];
     uint16_t port;
     int fd;                   /* UDP socket to the server, -1 until needed */
+    struct moat_lookup *lookup; /* the server's name, being looked up */
     moat_sntp sntp;
     moat_sntp_config sntp_cfg;
     bool valid;

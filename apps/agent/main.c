@@ -4,8 +4,10 @@
  * Each turn: re-arm the stall check, feed systemd's watchdog, take signals,
  * let the agent do its work (agent.c), then sleep in poll() until a
  * descriptor is ready or the earliest deadline of any engine (MQTT, SNTP,
- * zones, status timer) comes. Nothing else ever sleeps or blocks, except a
- * DNS lookup of a host name (getaddrinfo).
+ * zones, status timer) comes. Nothing else ever sleeps or blocks: the
+ * broker's and the update server's host names are looked up in the
+ * background (moat/posix.h); the time server's name, before the first
+ * connection, with a blocking getaddrinfo().
  */
 #include <errno.h>
 #include <fcntl.h>

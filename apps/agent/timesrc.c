@@ -26,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "moat/posix.h"
 #include "moat/timer.h"
 #include "agent.h"
 
@@ -141,6 +142,8 @@ void ag_time_set_server(ag_time *t, const char *ntpserver, uint32_t retry_ms,
         if (t->fd >= 0)
             close(t->fd);
         t->fd = -1;
+        moat_lookup_cancel(t->lookup);
+        t->lookup = NULL;
         t->hold = false;
         ag_log(AG_LOG_INFO, "time: now asking time server %s:%u%s", t->host, t->port,
                t->valid ? "; the clock stays valid meanwhile" : "");
@@ -156,6 +159,8 @@ void ag_time_free(ag_time *t)
     if (t->fd >= 0)
         close(t->fd);
     t->fd = -1;
+    moat_lookup_cancel(t->lookup);
+    t->lookup = NULL;
 }
 
 int ag_time_fd(const ag_time *t)
@@ -163,22 +168,29 @@ int ag_time_fd(const ag_time *t)
     return t->kind == AG_TIME_SNTP ? t->fd : -1;
 }
 
-/* A UDP socket connected to the server: recv() then sees only its answers. */
-static bool open_socket(ag_time *t)
+/* A UDP socket connected to the server: recv() then sees only its answers.
+ * A host name is looked up in the background first: MOAT_ERR_WOULD_BLOCK
+ * while it runs. Errors are in t->why. */
+static moat_err open_socket(ag_time *t)
 {
-    struct addrinfo hints, *res = NULL, *ai;
-    char port[8];
-    int rc, fd = -1;
+    struct addrinfo *res = NULL, *ai;
+    const char *words = NULL;
+    moat_err e;
+    int fd = -1;
 
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_DGRAM;
-    snprintf(port, sizeof port, "%u", t->port);
-    rc = getaddrinfo(t->host, port, &hints, &res);
-    if (rc != 0) {
+    if (t->lookup == NULL) {
+        e = moat_lookup_start(&t->lookup, t->host, t->port, SOCK_DGRAM, &res);
+    } else {
+        e = moat_lookup_poll(t->lookup, &res, &words);
+        if (e != MOAT_ERR_WOULD_BLOCK)
+            t->lookup = NULL;
+    }
+    if (e == MOAT_ERR_WOULD_BLOCK)
+        return e;
+    if (e != MOAT_OK) {
         snprintf(t->why, sizeof t->why, "cannot resolve time server '%s': %s", t->host,
-                 gai_strerror(rc));
-        return false;
+                 words != NULL ? words : "not a valid host name");
+        return MOAT_ERR_RESOLVE;
     }
     for (ai = res; ai != NULL && fd < 0; ai = ai->ai_next) {
         fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
@@ -192,10 +204,10 @@ static bool open_socket(ag_time *t)
     if (fd < 0) {
         snprintf(t->why, sizeof t->why, "cannot open a UDP socket to time server %s:%u",
                  t->host, t->port);
-        return false;
+        return MOAT_ERR_IO;
     }
     t->fd = fd;
-    return true;
+    return MOAT_OK;
 }
 
 static void became_valid(ag_time *t, uint32_t now_ms)
@@ -269,12 +281,18 @@ static void sntp_service(ag_time *t, uint32_t now_ms)
         moat_sntp_start(&t->sntp, now_ms);
     }
     sntp_read(t, now_ms);
+    /* The socket when a request is due; a request waits for a lookup. */
+    if (t->fd < 0 && moat_sntp_next_timeout(&t->sntp, now_ms) == 0) {
+        moat_err o = open_socket(t);
+        if (o == MOAT_ERR_WOULD_BLOCK)
+            return;
+        if (o != MOAT_OK)
+            ag_log(AG_LOG_WARN, "%s", t->why);
+    }
     e = moat_sntp_output(&t->sntp, req, sizeof req, &len, now_ms);
     if (len > 0) {
         t->requests++;
-        if (t->fd < 0 && !open_socket(t))
-            ag_log(AG_LOG_WARN, "%s", t->why);
-        else if (t->fd >= 0 && send(t->fd, req, len, MSG_NOSIGNAL) < 0 && errno != EAGAIN)
+        if (t->fd >= 0 && send(t->fd, req, len, MSG_NOSIGNAL) < 0 && errno != EAGAIN)
             ag_log(AG_LOG_DEBUG, "time server %s:%u: send: %s", t->host, t->port,
                    strerror(errno));
         ag_log(AG_LOG_DEBUG, "SNTP request %u to %s:%u", t->requests, t->host, t->port);
@@ -346,6 +364,8 @@ uint32_t ag_time_next_timeout(const ag_time *t, uint32_t now_ms)
     if (t->kind == AG_TIME_SNTP) {
         if (t->hold)
             w = moat_time_reached(now_ms, t->hold_until_ms) ? 0 : t->hold_until_ms - now_ms;
+        else if (t->lookup != NULL)
+            w = MOAT_TCP_LOOKUP_POLL_MS; /* the name of the server is being looked up */
         else
             w = moat_sntp_next_timeout(&t->sntp, now_ms);
     } else if (!t->valid) {

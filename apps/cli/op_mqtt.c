@@ -346,6 +346,7 @@ int op_step(op_mqtt *m, uint32_t wait_ms)
     switch (m->link) {
     case OP_LINK_TCP:
         w = true;
+        t = min_u32(t, moat_tcp_poll_in(&m->tcp, now)); /* a lookup: no socket yet */
         break;
     case OP_LINK_TLS:
         w = moat_tls_want_write(&m->tls);
@@ -364,7 +365,7 @@ int op_step(op_mqtt *m, uint32_t wait_ms)
         p.fd = m->tcp.fd;
         p.events = (short)((r ? POLLIN : 0) | (w ? POLLOUT : 0));
         p.revents = 0;
-        if (poll(&p, 1, t > INT_MAX ? INT_MAX : (int)t) > 0)
+        if (poll(&p, 1, t > INT_MAX ? INT_MAX : (int)t) > 0 || m->link == OP_LINK_TCP)
             advance(m, moat_clock_ms());
     } else if (t > 0) {
         poll(NULL, 0, t > 100 ? 100 : (int)t);

@@ -418,8 +418,11 @@ static uint32_t wait_limit(const cli_session *s, uint32_t wait_ms)
     if (s->link_state == CLI_LINK_UP && cli_link_pending(&s->link) &&
         engine_can_read(s))
         return 0;
-    if (s->link_state == CLI_LINK_OPENING)
+    if (s->link_state == CLI_LINK_OPENING) {
         t = min_u32(t, until(now, s->opened_ms + CLI_CONNECT_TIMEOUT_MS));
+        /* a name lookup has no socket to wake us; a fallback may be due */
+        t = min_u32(t, moat_tcp_poll_in(&s->link.tcp, now));
+    }
     if (s->closing)
         t = min_u32(t, until(now, s->close_by_ms));
     return t;

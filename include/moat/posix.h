@@ -3,8 +3,9 @@
  *
  * Everything the core must not do itself lives here. A moat_tcp is a
  * non-blocking socket that implements moat_transport (moat/transport.h).
- * Name resolution uses getaddrinfo(), which may block for a DNS lookup; a
- * numeric address never does.
+ * Nothing here blocks: a numeric address is used at once, and a host name
+ * is looked up in the background (glibc's getaddrinfo_a) while the caller
+ * goes on polling.
  */
 #ifndef MOAT_POSIX_H
 #define MOAT_POSIX_H
@@ -19,9 +20,15 @@
 extern "C" {
 #endif
 
+struct addrinfo;
+
 typedef struct moat_tcp {
-    int fd;           /* -1 when closed */
+    int fd;           /* -1 when closed, and while a name is looked up */
     bool connecting;  /* non-blocking connect() still in progress */
+    struct moat_lookup *lookup; /* a name lookup in progress, or NULL */
+    struct addrinfo *addrs, *next; /* while connecting: the addresses, the
+                                      next one to try */
+    uint32_t attempt_ms;          /* the current address was tried then */
     bool drained;     /* read-ahead: the last recv() came back short */
     uint16_t ra_pos, ra_len, ra_size; /* read-ahead: next byte, end, size */
     uint8_t *ra;      /* read-ahead buffer, NULL without one */
@@ -53,16 +60,57 @@ bool moat_tcp_pending(const moat_tcp *s);
 /*
  * Start a non-blocking connection to host:port (name or numeric address).
  * Returns MOAT_OK when already connected, MOAT_ERR_WOULD_BLOCK while the
- * connection is in progress (wait for writability, then call
- * moat_tcp_connect_poll), MOAT_ERR_RESOLVE or MOAT_ERR_CONNECT on failure.
+ * lookup or the connection is in progress (call moat_tcp_connect_poll when
+ * the socket is writable, and at the latest after moat_tcp_poll_in ms),
+ * MOAT_ERR_RESOLVE or MOAT_ERR_CONNECT on failure. A numeric address is
+ * used at once; a host name is looked up in the background, and while it
+ * is there is no socket yet (fd is -1).
  */
 moat_err moat_tcp_connect_start(moat_tcp *s, const char *host, uint16_t port);
 
-/* Progress of a pending connect: MOAT_OK, MOAT_ERR_WOULD_BLOCK, or
- * MOAT_ERR_CONNECT (refused/unreachable; the socket is closed). */
+/* Progress of a pending lookup or connect: MOAT_OK, MOAT_ERR_WOULD_BLOCK,
+ * MOAT_ERR_RESOLVE (the name has no address), or MOAT_ERR_CONNECT (refused
+ * or unreachable at every address; the socket is closed). Addresses are
+ * tried in getaddrinfo() order: the next one when one fails, or when one
+ * is still pending after MOAT_TCP_FALLBACK_MS ("localhost" gives ::1
+ * first, and a broker that listens on 127.0.0.1 only refuses it after the
+ * SYN). The last address is waited for as long as the caller waits. */
 moat_err moat_tcp_connect_poll(moat_tcp *s);
 
-/* Close the socket if open. Safe to call twice. */
+/* How long a pending lookup or connect may wait before moat_tcp_connect_poll
+ * must be called even though the socket did not become writable (a lookup
+ * has no socket to wait on; a fallback is due): milliseconds, UINT32_MAX
+ * when only the socket matters. */
+uint32_t moat_tcp_poll_in(const moat_tcp *s, uint32_t now_ms);
+
+/* How often a running lookup is polled, and the fallback delay (RFC 8305). */
+#define MOAT_TCP_LOOKUP_POLL_MS 10u
+#define MOAT_TCP_FALLBACK_MS 250u
+
+/*
+ * A name lookup that does not block (glibc's getaddrinfo_a, polled), for
+ * TCP or UDP (socktype SOCK_STREAM or SOCK_DGRAM). moat_tcp uses it; so
+ * does anything else that must reach a host by name from a poll loop.
+ *
+ * moat_lookup_start: a numeric host is answered at once: MOAT_OK with
+ * *numeric (free it with freeaddrinfo). A name starts a lookup:
+ * MOAT_ERR_WOULD_BLOCK with *out. MOAT_ERR_RESOLVE for an empty host or a
+ * lookup that cannot start.
+ * moat_lookup_poll: MOAT_ERR_WOULD_BLOCK while it runs (poll again within
+ * MOAT_TCP_LOOKUP_POLL_MS or so); then MOAT_OK with *res (the caller frees
+ * it with freeaddrinfo) or MOAT_ERR_RESOLVE with getaddrinfo's words in
+ * *why (when why is not NULL). Either way the lookup is gone after it.
+ * moat_lookup_cancel: give it up (NULL is fine). One glibc still works on
+ * is freed once it ends.
+ */
+typedef struct moat_lookup moat_lookup;
+moat_err moat_lookup_start(moat_lookup **out, const char *host, uint16_t port, int socktype,
+                           struct addrinfo **numeric);
+moat_err moat_lookup_poll(moat_lookup *l, struct addrinfo **res, const char **why);
+void moat_lookup_cancel(moat_lookup *l);
+
+/* Close the socket if open, and give up a lookup in progress. Safe to call
+ * twice. */
 void moat_tcp_close(moat_tcp *s);
 
 /* Fill t with the send/recv functions of s (see moat/transport.h). */

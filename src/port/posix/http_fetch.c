@@ -357,7 +357,12 @@ uint32_t moat_http_fetch_next_timeout(const moat_http_fetch *f, uint32_t now_ms)
     switch (f->state) {
     case S_DUE:
         return 0;
-    case S_TCP:
+    case S_TCP: {
+        /* a name lookup has no socket to wait on; a fallback may be due */
+        uint32_t d = expired(f->deadline_ms, now_ms) ? 0 : f->deadline_ms - now_ms;
+        uint32_t p = moat_tcp_poll_in(&f->tcp, now_ms);
+        return p < d ? p : d;
+    }
     case S_TLS:
     case S_SEND:
     case S_RECV:

@@ -15,7 +15,11 @@
  * after it asks again). The caller then waits on the socket, and poll()
  * reports anything that arrived meanwhile, so nothing is delayed.
  */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* getaddrinfo_a */
+#endif
 #include "moat/posix.h"
+#include "moat/timer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -24,7 +28,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -35,10 +41,133 @@ void moat_tcp_init(moat_tcp *s)
     s->fd = -1;
 }
 
+/* ------------------------------------------------- name lookups -- */
+
+/* One background lookup: glibc's worker thread writes into it until it is
+ * done, so it lives on the heap, apart from its caller. */
+struct moat_lookup {
+    struct gaicb cb;
+    struct addrinfo hints;
+    struct moat_lookup *abandoned_next;
+    char service[8];
+    char host[];
+};
+typedef struct moat_lookup lookup;
+
+/* Lookups given up while glibc was still working on them: freed once done. */
+static lookup *abandoned;
+
+static void lookup_free(lookup *l)
+{
+    if (l->cb.ar_result != NULL)
+        freeaddrinfo(l->cb.ar_result);
+    free(l);
+}
+
+static void reap_abandoned(void)
+{
+    lookup **pp = &abandoned;
+    while (*pp != NULL) {
+        lookup *l = *pp;
+        if (gai_error(&l->cb) == EAI_INPROGRESS) {
+            pp = &l->abandoned_next;
+            continue;
+        }
+        *pp = l->abandoned_next;
+        lookup_free(l);
+    }
+}
+
+moat_err moat_lookup_start(moat_lookup **out, const char *host, uint16_t port, int socktype,
+                           struct addrinfo **numeric)
+{
+    struct addrinfo hints;
+    struct gaicb *list[1];
+    struct sigevent ev;
+    size_t n;
+    lookup *l;
+    int rc;
+
+    *out = NULL;
+    *numeric = NULL;
+    if (host == NULL || host[0] == '\0')
+        return MOAT_ERR_RESOLVE;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = socktype;
+    hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV | AI_NUMERICHOST;
+    n = strlen(host);
+    reap_abandoned();
+    if ((l = calloc(1, sizeof *l + n + 1)) == NULL)
+        return MOAT_ERR_NO_SPACE;
+    memcpy(l->host, host, n + 1);
+    snprintf(l->service, sizeof l->service, "%u", (unsigned)port);
+    /* A numeric address: no lookup, nothing to wait for. */
+    rc = getaddrinfo(l->host, l->service, &hints, numeric);
+    if (rc == 0 || rc != EAI_NONAME) {
+        free(l);
+        return rc == 0 ? MOAT_OK : MOAT_ERR_RESOLVE;
+    }
+    *numeric = NULL;
+    l->hints = hints;
+    l->hints.ai_flags &= ~AI_NUMERICHOST;
+    l->cb.ar_name = l->host;
+    l->cb.ar_service = l->service;
+    l->cb.ar_request = &l->hints;
+    list[0] = &l->cb;
+    memset(&ev, 0, sizeof ev);
+    ev.sigev_notify = SIGEV_NONE; /* polled: MOAT_TCP_LOOKUP_POLL_MS */
+    if (getaddrinfo_a(GAI_NOWAIT, list, 1, &ev) != 0) {
+        free(l);
+        return MOAT_ERR_RESOLVE;
+    }
+    *out = l;
+    return MOAT_ERR_WOULD_BLOCK;
+}
+
+moat_err moat_lookup_poll(moat_lookup *l, struct addrinfo **res, const char **why)
+{
+    int rc = gai_error(&l->cb);
+
+    *res = NULL;
+    if (rc == EAI_INPROGRESS)
+        return MOAT_ERR_WOULD_BLOCK;
+    if (rc == 0 && l->cb.ar_result != NULL) {
+        *res = l->cb.ar_result;
+        l->cb.ar_result = NULL;
+    } else if (why != NULL) {
+        *why = gai_strerror(rc != 0 ? rc : EAI_NONAME);
+    }
+    lookup_free(l);
+    return *res != NULL ? MOAT_OK : MOAT_ERR_RESOLVE;
+}
+
+void moat_lookup_cancel(moat_lookup *l)
+{
+    if (l == NULL)
+        return;
+    if (gai_cancel(&l->cb) == EAI_NOTCANCELED && gai_error(&l->cb) == EAI_INPROGRESS) {
+        l->abandoned_next = abandoned;
+        abandoned = l;
+        return;
+    }
+    lookup_free(l);
+}
+
+static void free_addrs(moat_tcp *s)
+{
+    if (s->addrs != NULL)
+        freeaddrinfo(s->addrs);
+    s->addrs = s->next = NULL;
+}
+
 /* The read-ahead buffer stays attached; its bytes belonged to the old
  * stream and go. */
 void moat_tcp_close(moat_tcp *s)
 {
+    moat_lookup_cancel(s->lookup);
+    s->lookup = NULL;
+    free_addrs(s);
     if (s->fd >= 0)
         close(s->fd);
     s->fd = -1;
@@ -103,41 +232,54 @@ static moat_err try_address(moat_tcp *s, const struct addrinfo *ai)
     return MOAT_OK;
 }
 
-/* How long an address may stay pending before the next is tried (RFC 8305's
- * fallback delay). */
-#define MOAT_TCP_FALLBACK_MS 250u
+/* Try the addresses left, in order, until one connects or is pending. */
+static moat_err next_address(moat_tcp *s)
+{
+    while (s->next != NULL) {
+        const struct addrinfo *ai = s->next;
+        moat_err err;
+        s->next = ai->ai_next;
+        s->attempt_ms = moat_clock_ms();
+        err = try_address(s, ai);
+        if (err == MOAT_ERR_WOULD_BLOCK)
+            return err;
+        if (err == MOAT_OK) {
+            free_addrs(s);
+            return err;
+        }
+    }
+    free_addrs(s);
+    return MOAT_ERR_CONNECT;
+}
 
-/*
- * Addresses are tried in getaddrinfo() order. moat_tcp keeps no address
- * list, so when more addresses follow, a pending connect is given up to
- * MOAT_TCP_FALLBACK_MS here: "localhost" gives ::1 first, and a broker that
- * listens on 127.0.0.1 only refuses it after the SYN, not at connect().
- * An address still pending after that delay is kept and not abandoned.
- */
 moat_err moat_tcp_connect_start(moat_tcp *s, const char *host, uint16_t port)
 {
-    struct addrinfo hints, *list, *ai;
-    char service[8];
-    moat_err err = MOAT_ERR_CONNECT;
+    struct addrinfo *list;
+    moat_err e;
 
     if (s == NULL || host == NULL || port == 0)
         return MOAT_ERR_ARG;
     moat_tcp_close(s);
-    memset(&hints, 0, sizeof hints);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_ADDRCONFIG | AI_NUMERICSERV;
-    snprintf(service, sizeof service, "%u", (unsigned)port);
-    if (getaddrinfo(host, service, &hints, &list) != 0)
-        return MOAT_ERR_RESOLVE;
-    for (ai = list; ai != NULL && err == MOAT_ERR_CONNECT; ai = ai->ai_next) {
-        err = try_address(s, ai);
-        if (err == MOAT_ERR_WOULD_BLOCK && ai->ai_next != NULL &&
-            moat_wait_fd(s->fd, true, MOAT_TCP_FALLBACK_MS) == MOAT_OK)
-            err = moat_tcp_connect_poll(s);
-    }
-    freeaddrinfo(list);
-    return err;
+    e = moat_lookup_start(&s->lookup, host, port, SOCK_STREAM, &list);
+    if (e != MOAT_OK)
+        return e == MOAT_ERR_NO_SPACE ? MOAT_ERR_RESOLVE : e;
+    s->addrs = s->next = list;
+    return next_address(s);
+}
+
+/* The lookup's answer, once there is one. */
+static moat_err poll_lookup(moat_tcp *s)
+{
+    struct addrinfo *list;
+    moat_err e = moat_lookup_poll(s->lookup, &list, NULL);
+
+    if (e == MOAT_ERR_WOULD_BLOCK)
+        return e;
+    s->lookup = NULL;
+    if (e != MOAT_OK)
+        return e;
+    s->addrs = s->next = list;
+    return next_address(s);
 }
 
 moat_err moat_tcp_connect_poll(moat_tcp *s)
@@ -147,6 +289,8 @@ moat_err moat_tcp_connect_poll(moat_tcp *s)
     socklen_t len = sizeof soerr;
     int n;
 
+    if (s->lookup != NULL)
+        return poll_lookup(s);
     if (s->fd < 0)
         return MOAT_ERR_CONNECT;
     if (!s->connecting)
@@ -155,15 +299,42 @@ moat_err moat_tcp_connect_poll(moat_tcp *s)
     p.events = POLLOUT;
     p.revents = 0;
     n = poll(&p, 1, 0);
-    if (n == 0 || (n < 0 && errno == EINTR))
+    if (n == 0 || (n < 0 && errno == EINTR)) {
+        /* Still pending: past the fallback delay, the next address. */
+        if (s->next != NULL &&
+            moat_elapsed(s->attempt_ms, moat_clock_ms()) >= MOAT_TCP_FALLBACK_MS) {
+            close(s->fd);
+            s->fd = -1;
+            s->connecting = false;
+            return next_address(s);
+        }
         return MOAT_ERR_WOULD_BLOCK;
+    }
     if (n < 0 || getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0 ||
         soerr != 0) {
-        moat_tcp_close(s);
-        return MOAT_ERR_CONNECT;
+        close(s->fd);
+        s->fd = -1;
+        s->connecting = false;
+        moat_err e = next_address(s);
+        if (e == MOAT_ERR_CONNECT)
+            moat_tcp_close(s);
+        return e;
     }
     s->connecting = false;
+    free_addrs(s);
     return MOAT_OK;
+}
+
+uint32_t moat_tcp_poll_in(const moat_tcp *s, uint32_t now_ms)
+{
+    uint32_t spent;
+
+    if (s->lookup != NULL)
+        return MOAT_TCP_LOOKUP_POLL_MS;
+    if (!s->connecting || s->next == NULL)
+        return UINT32_MAX;
+    spent = moat_elapsed(s->attempt_ms, now_ms);
+    return spent >= MOAT_TCP_FALLBACK_MS ? 0 : MOAT_TCP_FALLBACK_MS - spent;
 }
 
 /* errno of a failed send/recv as a transport result. */
