@@ -13,15 +13,7 @@
 
 #include "moat/mqtt.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)                                                              \
-    do {                                                                         \
-        if (!(cond)) {                                                           \
-            fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #cond); \
-            abort();                                                             \
-        }                                                                        \
-    } while (0)
+#include "fuzz_check.h"
 
 /* Well-formed UTF-8 (Unicode table 3-7), decoded code point by code point,
  * with no surrogates and no U+0000. */

@@ -2162,20 +2162,30 @@ static void disconnect_goes_idle(void **state)
     free(h);
 }
 
+/* DISCONNECT, then the link goes down with `given` (the DISCONNECT taken
+ * out of tx first when `sent`): the client is IDLE, with one
+ * EV_DISCONNECTED carrying `want`. */
+static void disconnect_then_down(moat_err given, bool sent, moat_err want)
+{
+    H *h = h_new();
+    h_init(h);
+    h_connect(h);
+    assert_int_equal(moat_mqtt_disconnect(&h->c, h->now), MOAT_OK);
+    if (sent)
+        EXPECT_OUT(h, 0xE0, 0x00);
+    moat_mqtt_link_down(&h->c, given, h->now);
+    assert_int_equal(moat_mqtt_get_state(&h->c), MOAT_MQTT_IDLE);
+    assert_int_equal(ev_count(h, MOAT_MQTT_EV_DISCONNECTED), 1);
+    assert_int_equal(ev_nth(h, MOAT_MQTT_EV_DISCONNECTED, 0)->err, want);
+    free(h);
+}
+
 /* EV_DISCONNECTED says why: after a DISCONNECT the application asked for
  * (link_down with MOAT_OK), the reason is MOAT_OK, not "peer closed". */
 static void disconnect_event_reports_ok(void **state)
 {
     (void)state;
-    H *h = h_new();
-    h_init(h);
-    h_connect(h);
-    assert_int_equal(moat_mqtt_disconnect(&h->c, h->now), MOAT_OK);
-    EXPECT_OUT(h, 0xE0, 0x00);
-    moat_mqtt_link_down(&h->c, MOAT_OK, h->now);
-    assert_int_equal(ev_count(h, MOAT_MQTT_EV_DISCONNECTED), 1);
-    assert_int_equal(ev_nth(h, MOAT_MQTT_EV_DISCONNECTED, 0)->err, MOAT_OK);
-    free(h);
+    disconnect_then_down(MOAT_OK, true, MOAT_OK);
 }
 
 /* The broker closes as soon as our DISCONNECT arrives, so the transport may
@@ -2186,26 +2196,8 @@ static void disconnect_event_reports_ok(void **state)
 static void peer_close_after_disconnect_reports_ok(void **state)
 {
     (void)state;
-    H *h = h_new();
-    h_init(h);
-    h_connect(h);
-    assert_int_equal(moat_mqtt_disconnect(&h->c, h->now), MOAT_OK);
-    EXPECT_OUT(h, 0xE0, 0x00);
-    moat_mqtt_link_down(&h->c, MOAT_ERR_CLOSED, h->now);
-    assert_int_equal(moat_mqtt_get_state(&h->c), MOAT_MQTT_IDLE);
-    assert_int_equal(ev_count(h, MOAT_MQTT_EV_DISCONNECTED), 1);
-    assert_int_equal(ev_nth(h, MOAT_MQTT_EV_DISCONNECTED, 0)->err, MOAT_OK);
-    free(h);
-
-    h = h_new();
-    h_init(h);
-    h_connect(h);
-    assert_int_equal(moat_mqtt_disconnect(&h->c, h->now), MOAT_OK);
-    /* the DISCONNECT is still in tx */
-    moat_mqtt_link_down(&h->c, MOAT_ERR_CLOSED, h->now);
-    assert_int_equal(moat_mqtt_get_state(&h->c), MOAT_MQTT_IDLE);
-    assert_int_equal(ev_nth(h, MOAT_MQTT_EV_DISCONNECTED, 0)->err, MOAT_ERR_CLOSED);
-    free(h);
+    disconnect_then_down(MOAT_ERR_CLOSED, true, MOAT_OK);
+    disconnect_then_down(MOAT_ERR_CLOSED, false, MOAT_ERR_CLOSED);
 }
 
 /* "Emits MOAT_MQTT_EV_DISCONNECTED once per link": a caller that reports

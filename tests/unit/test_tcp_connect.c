@@ -54,16 +54,40 @@ static moat_err finish(moat_tcp *s, moat_err e, uint32_t limit_ms, uint32_t *slo
     return e;
 }
 
+/* A listener on 127.0.0.1 and a closed moat_tcp, for each test that wants
+ * them. */
+typedef struct fixture {
+    uint16_t port;
+    int lfd;
+    moat_tcp s;
+} fixture;
+
+static int with_listener(void **state)
+{
+    static fixture f;
+    f.lfd = listen_v4(&f.port);
+    moat_tcp_init(&f.s);
+    *state = &f;
+    return 0;
+}
+
+static int close_listener(void **state)
+{
+    fixture *f = *state;
+    moat_tcp_close(&f->s);
+    if (f->lfd >= 0)
+        close(f->lfd);
+    return 0;
+}
+
 static void numeric_address_needs_no_lookup(void **state)
 {
-    uint16_t port;
-    int lfd = listen_v4(&port);
+    fixture *f = *state;
+    uint16_t port = f->port;
+    moat_tcp s = f->s;
     uint32_t slowest;
-    moat_tcp s;
     moat_err e;
-    (void)state;
 
-    moat_tcp_init(&s);
     e = moat_tcp_connect_start(&s, "127.0.0.1", port);
     assert_true(e == MOAT_OK || e == MOAT_ERR_WOULD_BLOCK);
     assert_null(s.lookup);
@@ -71,19 +95,16 @@ static void numeric_address_needs_no_lookup(void **state)
     assert_int_equal(finish(&s, e, 2000, &slowest), MOAT_OK);
     assert_null(s.addrs);
     moat_tcp_close(&s);
-    close(lfd);
 }
 
 static void host_name_is_looked_up_in_the_background(void **state)
 {
-    uint16_t port;
-    int lfd = listen_v4(&port);
+    fixture *f = *state;
+    uint16_t port = f->port;
+    moat_tcp s = f->s;
     uint32_t t0, slowest;
-    moat_tcp s;
     moat_err e;
-    (void)state;
 
-    moat_tcp_init(&s);
     t0 = moat_clock_ms();
     e = moat_tcp_connect_start(&s, "localhost", port);
     assert_true(moat_clock_ms() - t0 < 50);
@@ -99,20 +120,18 @@ static void host_name_is_looked_up_in_the_background(void **state)
     assert_null(s.addrs);
     assert_int_equal(moat_tcp_poll_in(&s, moat_clock_ms()), UINT32_MAX);
     moat_tcp_close(&s);
-    close(lfd);
 }
 
 static void refused_everywhere_is_a_connect_error(void **state)
 {
-    uint16_t port;
-    int lfd = listen_v4(&port);
+    fixture *f = *state;
+    uint16_t port = f->port;
+    moat_tcp s = f->s;
     uint32_t slowest;
-    moat_tcp s;
     moat_err e;
-    (void)state;
 
-    close(lfd); /* nobody listens there now */
-    moat_tcp_init(&s);
+    close(f->lfd); /* nobody listens there now */
+    f->lfd = -1;
     e = moat_tcp_connect_start(&s, "localhost", port);
     assert_int_equal(finish(&s, e, 5000, &slowest), MOAT_ERR_CONNECT);
     assert_int_equal(s.fd, -1);
@@ -148,14 +167,12 @@ static void a_slow_or_failing_lookup_never_blocks(void **state)
 
 static void a_lookup_given_up_and_started_again(void **state)
 {
-    uint16_t port;
-    int lfd = listen_v4(&port);
+    fixture *f = *state;
+    uint16_t port = f->port;
+    moat_tcp s = f->s;
     uint32_t slowest;
-    moat_tcp s;
     moat_err e;
-    (void)state;
 
-    moat_tcp_init(&s);
     for (int i = 0; i < 20; i++) {
         e = moat_tcp_connect_start(&s, "localhost", port);
         moat_tcp_close(&s);
@@ -166,7 +183,6 @@ static void a_lookup_given_up_and_started_again(void **state)
     e = moat_tcp_connect_start(&s, "localhost", port);
     assert_int_equal(finish(&s, e, 5000, &slowest), MOAT_OK);
     moat_tcp_close(&s);
-    close(lfd);
 }
 
 /* Run by dns_blackhole.sh in a mount namespace whose resolv.conf names
@@ -175,13 +191,13 @@ static void a_lookup_given_up_and_started_again(void **state)
  * is given up at once, and a numeric address still connects meanwhile. */
 static void a_lookup_that_hangs_never_blocks(void **state)
 {
+    fixture *f = *state;
+    uint16_t port = f->port;
     struct sockaddr_in a;
-    uint16_t port;
     uint32_t t0, slowest;
-    int dns, lfd;
-    moat_tcp s, n;
+    moat_tcp s = f->s, n;
     moat_err e;
-    (void)state;
+    int dns;
 
     if (getenv("MOAT_TEST_DNS_BLACKHOLE") == NULL)
         skip();
@@ -191,9 +207,7 @@ static void a_lookup_that_hangs_never_blocks(void **state)
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     a.sin_port = htons(53);
     assert_int_equal(bind(dns, (struct sockaddr *)&a, sizeof a), 0);
-    lfd = listen_v4(&port);
 
-    moat_tcp_init(&s);
     t0 = moat_clock_ms();
     e = moat_tcp_connect_start(&s, "hangs.moat-test.invalid", port);
     assert_true(moat_clock_ms() - t0 < 50);
@@ -220,19 +234,23 @@ static void a_lookup_that_hangs_never_blocks(void **state)
                          MOAT_ERR_WOULD_BLOCK);
     }
     moat_tcp_close(&s);
-    close(lfd);
     close(dns);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(numeric_address_needs_no_lookup),
-        cmocka_unit_test(host_name_is_looked_up_in_the_background),
-        cmocka_unit_test(refused_everywhere_is_a_connect_error),
+        cmocka_unit_test_setup_teardown(numeric_address_needs_no_lookup, with_listener,
+                                        close_listener),
+        cmocka_unit_test_setup_teardown(host_name_is_looked_up_in_the_background,
+                                        with_listener, close_listener),
+        cmocka_unit_test_setup_teardown(refused_everywhere_is_a_connect_error, with_listener,
+                                        close_listener),
         cmocka_unit_test(a_slow_or_failing_lookup_never_blocks),
-        cmocka_unit_test(a_lookup_given_up_and_started_again),
-        cmocka_unit_test(a_lookup_that_hangs_never_blocks),
+        cmocka_unit_test_setup_teardown(a_lookup_given_up_and_started_again, with_listener,
+                                        close_listener),
+        cmocka_unit_test_setup_teardown(a_lookup_that_hangs_never_blocks, with_listener,
+                                        close_listener),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
