@@ -9,6 +9,8 @@
 #include "sim.h"
 
 #include <errno.h>
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -84,6 +86,43 @@ static const num_opt nums[] = {
     { "--drain", 0, 86400, 10 },      { "--grace", 0, 86400, 11 },
     { "--keepalive", 0, 65535, 12 },  { "--days", 1, 3650, 13 },
 };
+
+/* Thousands of devices connect to one broker: its name is looked up once,
+ * here, before any device starts, and every device connects to the address
+ * (the broker certificate is still checked against the name). */
+static int resolve_once(sim_opts *o)
+{
+    static char numeric[INET6_ADDRSTRLEN];
+    struct addrinfo hints, *res = NULL, *ai, *pick;
+    char why[300];
+    int rc;
+
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_ADDRCONFIG;
+    if ((rc = getaddrinfo(o->host, NULL, &hints, &res)) != 0) {
+        snprintf(why, sizeof why, "cannot resolve broker host '%s': %s", o->host,
+                 gai_strerror(rc));
+        return usage_error("%s", why);
+    }
+    /* IPv4 first: "localhost" often lists ::1 first, brokers listen on 127.0.0.1 */
+    for (pick = res, ai = res; ai != NULL; ai = ai->ai_next)
+        if (ai->ai_family == AF_INET) {
+            pick = ai;
+            break;
+        }
+    rc = getnameinfo(pick->ai_addr, pick->ai_addrlen, numeric, sizeof numeric, NULL, 0,
+                     NI_NUMERICHOST);
+    freeaddrinfo(res);
+    if (rc != 0) {
+        snprintf(why, sizeof why, "cannot resolve broker host '%s': %s", o->host,
+                 gai_strerror(rc));
+        return usage_error("%s", why);
+    }
+    o->host = numeric;
+    return 0;
+}
 
 static int parse_opts(int argc, char **argv, sim_opts *o)
 {
@@ -162,7 +201,7 @@ static int parse_opts(int argc, char **argv, sim_opts *o)
         return usage_error("%s", "--pki DIR is required (a `moat pki` directory)");
     if (o->tls_name == NULL)
         o->tls_name = o->host;
-    return 0;
+    return resolve_once(o);
 }
 
 /* Every device holds a socket: the soft limit goes up to the hard one, and
