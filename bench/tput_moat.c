@@ -77,7 +77,7 @@ static bool has_output(void)
 static void io_wait(int ms)
 {
     struct pollfd p = { .fd = tcp.fd, .events = POLLIN };
-    if ((use_tls && moat_tls_pending(&tls)) || moat_tcp_pending(&tcp))
+    if (use_tls ? moat_tls_pending(&tls) : moat_tcp_pending(&tcp))
         return;
     if (has_output())
         p.events |= POLLOUT;

@@ -131,6 +131,9 @@ typedef struct ag_link {
     char cert_cn[65];
     moat_err why_err;
     char why[256];
+    /* TLS reads a record's header and body apart: one recv() for both, or
+     * for several records (moat_tcp_set_readahead) */
+    uint8_t readahead[2048];
 } ag_link;
 
 void ag_link_init(ag_link *l);

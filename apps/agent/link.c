@@ -53,6 +53,7 @@ void ag_link_init(ag_link *l)
 {
     memset(l, 0, sizeof *l);
     moat_tcp_init(&l->tcp);
+    moat_tcp_set_readahead(&l->tcp, l->readahead, sizeof l->readahead);
 }
 
 /* The notAfter of our own certificate, for the status document. */

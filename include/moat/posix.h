@@ -49,8 +49,8 @@ void moat_tcp_init(moat_tcp *s);
  * still reports anything that arrived meanwhile. Call it while s is closed.
  *
  * Bytes held here are invisible to poll(): with a buffer, check
- * moat_tcp_pending (and, over TLS, moat_tls_pending as well) before
- * sleeping on the socket.
+ * moat_tcp_pending (over TLS, moat_tls_pending, which asks it too) before
+ * sleeping on the socket. moat_tcp_transport's `pending` says the same.
  */
 void moat_tcp_set_readahead(moat_tcp *s, uint8_t *buf, size_t size);
 

@@ -221,8 +221,10 @@ bool moat_tls_want_write(const moat_tls *t);
 void moat_tls_transport(moat_tls *t, moat_transport *out);
 
 /*
- * True when decrypted or received bytes wait inside mbedTLS: read again
- * before sleeping on the socket, which may not become readable for them.
+ * True when decrypted or received bytes wait inside mbedTLS, or in the
+ * lower transport (its `pending`, e.g. moat_tcp's read-ahead buffer): read
+ * again before sleeping on the socket, which may not become readable for
+ * them. moat_tls_transport's `pending` says the same.
  */
 bool moat_tls_pending(const moat_tls *t);
 

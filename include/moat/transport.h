@@ -19,6 +19,7 @@
 #ifndef MOAT_TRANSPORT_H
 #define MOAT_TRANSPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -26,6 +27,10 @@ typedef struct moat_transport {
     long (*send)(void *ctx, const uint8_t *buf, size_t len);
     long (*recv)(void *ctx, uint8_t *buf, size_t len);
     void *ctx;
+    /* Optional (NULL: never): true when recv has bytes that the socket
+     * will not announce again (a read-ahead buffer, TLS records already
+     * decrypted); a poll loop must read before it sleeps. */
+    bool (*pending)(void *ctx);
 } moat_transport;
 
 #endif

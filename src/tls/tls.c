@@ -570,18 +570,27 @@ static long tls_recv(void *ctx, uint8_t *buf, size_t len)
     return session_failed(t, ret, false);
 }
 
+static bool tls_pending(void *ctx);
+
 void moat_tls_transport(moat_tls *t, moat_transport *out)
 {
     out->send = tls_send;
     out->recv = tls_recv;
     out->ctx = t;
+    out->pending = tls_pending;
 }
 
 bool moat_tls_pending(const moat_tls *t)
 {
     if (t->state != MOAT_TLS_OPEN)
         return false;
-    return mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 || mbedtls_ssl_check_pending(&t->ssl) != 0;
+    return mbedtls_ssl_get_bytes_avail(&t->ssl) > 0 || mbedtls_ssl_check_pending(&t->ssl) != 0 ||
+           (t->lower.pending != NULL && t->lower.pending(t->lower.ctx));
+}
+
+static bool tls_pending(void *ctx)
+{
+    return moat_tls_pending(ctx);
 }
 
 /* ----------------------------------------------------------- close -- */

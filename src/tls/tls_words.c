@@ -121,9 +121,16 @@ static int plaintext_alert(moat_tls *t)
 {
     uint8_t rec[7];
     size_t have = 0;
+    bool again = true;
 
     while (have < sizeof(rec)) {
         long n = t->lower.recv(t->lower.ctx, rec + have, sizeof(rec) - have);
+        /* A transport may say WOULD_BLOCK once without asking the kernel
+         * (moat_tcp's read-ahead after a short read): ask once more. */
+        if (n == MOAT_ERR_WOULD_BLOCK && again) {
+            again = false;
+            continue;
+        }
         if (n <= 0)
             return -1;
         have += (size_t)n;

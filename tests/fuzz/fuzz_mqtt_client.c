@@ -592,7 +592,7 @@ static long fake_send(void *ctx, const uint8_t *buf, size_t len)
 
 static void op_pump(fuzz_state *f)
 {
-    moat_transport t = {fake_send, fake_recv, f};
+    moat_transport t = {fake_send, fake_recv, f, NULL};
     moat_err e;
 
     f->now += take(f);

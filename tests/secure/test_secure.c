@@ -851,7 +851,7 @@ static void case_refusals(void)
     dev_setup(&d, DEV_A, "pki", "pki");
     d.tcfg.time_now = clock_2020;
     CHECK(dev_init_tls(&d) == MOAT_OK, "init: %s", moat_tls_last_error(&d.tls));
-    moat_transport none = { null_io, null_recv, NULL };
+    moat_transport none = { null_io, null_recv, NULL, NULL };
     g_null_calls = 0;
     e = moat_tls_connect_start(&d.tls, &none, "localhost");
     printf("   refused: %s\n", moat_tls_last_error(&d.tls));

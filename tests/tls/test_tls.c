@@ -477,6 +477,10 @@ static moat_err conn_init(conn *c)
 
 static void tcp_open(conn *c, uint16_t port)
 {
+    /* tls_mutual_readahead: the same over moat_tcp's read-ahead buffer */
+    static uint8_t ra[2048];
+    if (getenv("MOAT_TEST_READAHEAD") != NULL)
+        moat_tcp_set_readahead(&c->tcp, ra, sizeof ra);
     moat_err e = moat_tcp_connect_start(&c->tcp, "127.0.0.1", port);
     uint32_t start = moat_clock_ms();
     while (e == MOAT_ERR_WOULD_BLOCK && moat_clock_ms() - start < 5000) {
@@ -987,6 +991,50 @@ static void case_shared_ca_and_rng(void)
     mbedtls_x509_crt_free(&other);
 }
 
+/* moat_tls_pending also asks the transport beneath (a read-ahead buffer
+ * holds bytes the socket will not announce again). */
+static bool g_lower_pending;
+static bool lower_pending(void *ctx)
+{
+    (void)ctx;
+    return g_lower_pending;
+}
+
+static void case_pending_asks_the_lower_transport(void)
+{
+    static conn c;
+    moat_transport tt;
+    moat_err e;
+    uint32_t start;
+
+    begin("moat_tls_pending asks the transport beneath");
+    conn_defaults(&c);
+    CHECK(conn_init(&c) == MOAT_OK, "init: %s", moat_tls_last_error(&c.tls));
+    tcp_open(&c, g_port[L_GOOD]);
+    c.spy_t.pending = lower_pending;
+    g_lower_pending = true;
+    CHECK(!moat_tls_pending(&c.tls), "pending before the handshake");
+    e = moat_tls_connect_start(&c.tls, &c.spy_t, "localhost");
+    start = moat_clock_ms();
+    while (e == MOAT_OK || e == MOAT_ERR_WOULD_BLOCK) {
+        e = moat_tls_connect_step(&c.tls);
+        if (e != MOAT_ERR_WOULD_BLOCK)
+            break;
+        CHECK(moat_clock_ms() - start < 10000, "handshake did not finish within 10 s");
+        moat_wait_fd(c.tcp.fd, moat_tls_want_write(&c.tls), 100);
+    }
+    CHECK(e == MOAT_OK, "handshake: %s", moat_tls_last_error(&c.tls));
+    moat_tls_transport(&c.tls, &tt);
+    g_lower_pending = false;
+    CHECK(!moat_tls_pending(&c.tls) && !tt.pending(tt.ctx), "pending with nothing anywhere");
+    g_lower_pending = true;
+    CHECK(moat_tls_pending(&c.tls) && tt.pending(tt.ctx),
+          "bytes held beneath TLS are not reported");
+    g_lower_pending = false;
+    link_close(&c);
+    conn_free(&c);
+}
+
 static void case_refusals(void)
 {
     conn c;
@@ -1224,6 +1272,7 @@ int main(void)
     case_memory_credentials();
     case_round_trip_and_resume();
     case_shared_ca_and_rng();
+    case_pending_asks_the_lower_transport();
     case_refusals();
     case_caller_clock();
     case_rsa();

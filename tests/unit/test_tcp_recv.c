@@ -164,6 +164,9 @@ static void readahead_serves_small_reads(void **state)
     assert_int_equal(rd(&p, b, 5), 5);
     assert_memory_equal(b, "HEAD1", 5);
     assert_true(moat_tcp_pending(&p.s));
+    /* the transport says so too, for layers above (moat_tls_pending) */
+    assert_non_null(p.t.pending);
+    assert_true(p.t.pending(p.t.ctx));
     put(&p, "late", 4);
     assert_int_equal(rd(&p, b, 9), 9);
     assert_memory_equal(b, "body-one!", 9);
@@ -173,6 +176,7 @@ static void readahead_serves_small_reads(void **state)
     assert_int_equal(rd(&p, b, 40), 18);
     assert_memory_equal(b, "body-two-is-longer", 18);
     assert_false(moat_tcp_pending(&p.s));
+    assert_false(p.t.pending(p.t.ctx));
     assert_int_equal(rd(&p, b, 5), MOAT_ERR_WOULD_BLOCK);
     assert_true(readable(&p));
     assert_int_equal(rd(&p, b, 5), 4);

@@ -415,11 +415,17 @@ static long tcp_recv(void *ctx, uint8_t *buf, size_t len)
     return n;
 }
 
+static bool tcp_pending(void *ctx)
+{
+    return moat_tcp_pending(ctx);
+}
+
 void moat_tcp_transport(moat_tcp *s, moat_transport *t)
 {
     t->send = tcp_send;
     t->recv = tcp_recv;
     t->ctx = s;
+    t->pending = tcp_pending;
 }
 
 /* UINT32_MAX (the engine's "never") waits without a time limit. */
