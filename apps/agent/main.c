@@ -5,9 +5,8 @@
  * let the agent do its work (agent.c), then sleep in poll() until a
  * descriptor is ready or the earliest deadline of any engine (MQTT, SNTP,
  * zones, status timer) comes. Nothing else ever sleeps or blocks: the
- * broker's and the update server's host names are looked up in the
- * background (moat/posix.h); the time server's name, before the first
- * connection, with a blocking getaddrinfo().
+ * broker's, the time server's and the update server's host names are
+ * looked up in the background (moat_lookup_*, moat/posix.h).
  */
 #include <errno.h>
 #include <fcntl.h>

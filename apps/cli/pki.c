@@ -449,6 +449,33 @@ done:
     return rc;
 }
 
+/* A leaf whose key is made here, at rel in the PKI: an existing key is
+ * replaced only with --force, which is checked before the CA passphrase and
+ * the key generation (they may be slow); then the certificate. */
+static int issue_with_new_key(pki *p, const char *rel, int force, const char *type, leaf *l)
+{
+    char key_path[PATH_MAX];
+    mbedtls_pk_context key;
+    int rc = CLI_FAIL;
+
+    if (pki_path(p, key_path, rel) != CLI_OK)
+        return CLI_FAIL;
+    if (!force && cli_file_exists(key_path)) {
+        cli_error("refusing to overwrite the existing key %s (use --force to replace it)",
+                  key_path);
+        return CLI_FAIL;
+    }
+    mbedtls_pk_init(&key);
+    if (pki_load_ca(p, 1) == CLI_OK && pki_rng(p) == CLI_OK &&
+        keys_generate(&key, type, &p->rng) == CLI_OK) {
+        l->key = &key;
+        l->write_key = 1;
+        rc = issue_leaf(p, l, force);
+    }
+    mbedtls_pk_free(&key);
+    return rc;
+}
+
 /* ---- server ---- */
 
 static const char usage_server[] =
@@ -520,38 +547,21 @@ static int cmd_server(int argc, char **argv)
     }
 
     pki p;
-    mbedtls_pk_context key;
-    mbedtls_pk_init(&key);
+    char rel[300];
     rc = CLI_FAIL;
-    char key_path[PATH_MAX], rel[300];
-    if (open_pki(&p, &o, 0, 1) != CLI_OK)
-        goto done;
-    snprintf(rel, sizeof(rel), "servers/%s.key", host);
-    if (pki_path(&p, key_path, rel) != CLI_OK)
-        goto done;
-    if (!o.force && cli_file_exists(key_path)) {
-        cli_error("refusing to overwrite the existing key %s (use --force to replace it)",
-                  key_path);
-        goto done;
+    if (open_pki(&p, &o, 0, 1) == CLI_OK) {
+        leaf l = {.kind = "server",
+                  .name = host,
+                  .profile = X509_SERVER,
+                  .dns = dns,
+                  .n_dns = n_dns,
+                  .ips = ips,
+                  .n_ips = n_ips,
+                  .nb = nb,
+                  .na = na};
+        snprintf(rel, sizeof(rel), "servers/%s.key", host);
+        rc = issue_with_new_key(&p, rel, o.force, type, &l);
     }
-    if (pki_load_ca(&p, 1) != CLI_OK || pki_rng(&p) != CLI_OK)
-        goto done;
-    if (keys_generate(&key, type, &p.rng) != CLI_OK)
-        goto done;
-    leaf l = {.kind = "server",
-              .name = host,
-              .profile = X509_SERVER,
-              .key = &key,
-              .write_key = 1,
-              .dns = dns,
-              .n_dns = n_dns,
-              .ips = ips,
-              .n_ips = n_ips,
-              .nb = nb,
-              .na = na};
-    rc = issue_leaf(&p, &l, o.force);
-done:
-    mbedtls_pk_free(&key);
     pki_close(&p);
     return rc;
 }
@@ -614,35 +624,18 @@ static int cmd_client(int argc, char **argv, int operator_cmd)
     const char *kind = is_op ? "operator" : "device";
 
     pki p;
-    mbedtls_pk_context key;
-    mbedtls_pk_init(&key);
-    char key_path[PATH_MAX], rel[300];
+    char rel[300];
     rc = CLI_FAIL;
-    if (open_pki(&p, &o, 0, 1) != CLI_OK || check_identity_free(&p, kind, id, now) != CLI_OK)
-        goto done;
-    snprintf(rel, sizeof(rel), "%s/%s.key", kind_dir(kind), id);
-    if (pki_path(&p, key_path, rel) != CLI_OK)
-        goto done;
-    /* Before the CA passphrase and the key generation, which may be slow. */
-    if (!o.force && cli_file_exists(key_path)) {
-        cli_error("refusing to overwrite the existing key %s (use --force to replace it)",
-                  key_path);
-        goto done;
+    if (open_pki(&p, &o, 0, 1) == CLI_OK && check_identity_free(&p, kind, id, now) == CLI_OK) {
+        leaf l = {.kind = kind,
+                  .name = id,
+                  .profile = X509_CLIENT,
+                  .der_files = !is_op,
+                  .nb = nb,
+                  .na = na};
+        snprintf(rel, sizeof(rel), "%s/%s.key", kind_dir(kind), id);
+        rc = issue_with_new_key(&p, rel, o.force, type, &l);
     }
-    if (pki_load_ca(&p, 1) != CLI_OK || pki_rng(&p) != CLI_OK ||
-        keys_generate(&key, type, &p.rng) != CLI_OK)
-        goto done;
-    leaf l = {.kind = kind,
-              .name = id,
-              .profile = X509_CLIENT,
-              .key = &key,
-              .write_key = 1,
-              .der_files = !is_op,
-              .nb = nb,
-              .na = na};
-    rc = issue_leaf(&p, &l, o.force);
-done:
-    mbedtls_pk_free(&key);
     pki_close(&p);
     return rc;
 }

@@ -101,20 +101,17 @@ static int resolve_once(sim_opts *o)
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_ADDRCONFIG;
-    if ((rc = getaddrinfo(o->host, NULL, &hints, &res)) != 0) {
-        snprintf(why, sizeof why, "cannot resolve broker host '%s': %s", o->host,
-                 gai_strerror(rc));
-        return usage_error("%s", why);
+    if ((rc = getaddrinfo(o->host, NULL, &hints, &res)) == 0) {
+        /* IPv4 first: "localhost" often lists ::1 first, brokers listen on 127.0.0.1 */
+        for (pick = res, ai = res; ai != NULL; ai = ai->ai_next)
+            if (ai->ai_family == AF_INET) {
+                pick = ai;
+                break;
+            }
+        rc = getnameinfo(pick->ai_addr, pick->ai_addrlen, numeric, sizeof numeric, NULL, 0,
+                         NI_NUMERICHOST);
+        freeaddrinfo(res);
     }
-    /* IPv4 first: "localhost" often lists ::1 first, brokers listen on 127.0.0.1 */
-    for (pick = res, ai = res; ai != NULL; ai = ai->ai_next)
-        if (ai->ai_family == AF_INET) {
-            pick = ai;
-            break;
-        }
-    rc = getnameinfo(pick->ai_addr, pick->ai_addrlen, numeric, sizeof numeric, NULL, 0,
-                     NI_NUMERICHOST);
-    freeaddrinfo(res);
     if (rc != 0) {
         snprintf(why, sizeof why, "cannot resolve broker host '%s': %s", o->host,
                  gai_strerror(rc));

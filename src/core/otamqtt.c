@@ -279,10 +279,15 @@ static moat_err msg_fail(msg_doc *m, const char *member, const char *problem)
     return MOAT_ERR_MALFORMED;
 }
 
-static moat_err msg_parse(msg_doc *m, const uint8_t *p, size_t len)
+/* Parse p as the JSON object of a `what` message; errors go to why. */
+static moat_err msg_parse(msg_doc *m, const char *what, char *why, size_t cap, const uint8_t *p,
+                          size_t len)
 {
     moat_err err;
 
+    m->what = what;
+    m->why = why;
+    m->cap = cap;
     if (m->why != NULL && m->cap > 0)
         m->why[0] = '\0';
     if (p == NULL)
@@ -332,11 +337,8 @@ moat_err moat_otamqtt_parse_offer(const uint8_t *p, size_t len, moat_otamqtt_off
 
     if (o == NULL)
         return MOAT_ERR_ARG;
-    m.what = "offer";
-    m.why = why;
-    m.cap = cap;
     memset(&t, 0, sizeof t);
-    err = msg_parse(&m, p, len);
+    err = msg_parse(&m, "offer", why, cap, p, len);
     if (err == MOAT_OK)
         err = msg_u32(&m, "size", 1, &t.size);
     if (err == MOAT_OK)
@@ -363,11 +365,8 @@ moat_err moat_otamqtt_parse_request(const uint8_t *p, size_t len, moat_otamqtt_r
 
     if (r == NULL)
         return MOAT_ERR_ARG;
-    m.what = "request";
-    m.why = why;
-    m.cap = cap;
     memset(&t, 0, sizeof t);
-    err = msg_parse(&m, p, len);
+    err = msg_parse(&m, "request", why, cap, p, len);
     if (err == MOAT_OK)
         err = msg_sha(&m, t.sha256);
     if (err == MOAT_OK)
@@ -390,11 +389,8 @@ moat_err moat_otamqtt_parse_status(const uint8_t *p, size_t len, moat_otamqtt_st
 
     if (s == NULL)
         return MOAT_ERR_ARG;
-    m.what = "status";
-    m.why = why;
-    m.cap = cap;
     memset(&t, 0, sizeof t);
-    err = msg_parse(&m, p, len);
+    err = msg_parse(&m, "status", why, cap, p, len);
     if (err == MOAT_OK)
         err = msg_sha(&m, t.sha256);
     if (err == MOAT_OK)

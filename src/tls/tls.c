@@ -364,7 +364,7 @@ static void host_digest(const char *host, uint8_t out[32])
     size_t n = 0;
 
     for (; host[n] != '\0' && n < sizeof(lower); n++)
-        lower[n] = host[n] >= 'A' && host[n] <= 'Z' ? (char)(host[n] - 'A' + 'a') : host[n];
+        lower[n] = moat_tls_lower(host[n]);
     if (mbedtls_sha256_ret((const unsigned char *)lower, n, out, 0) != 0)
         memset(out, 0, 32); /* never matches a digest that was computed */
 }
@@ -570,16 +570,6 @@ static long tls_recv(void *ctx, uint8_t *buf, size_t len)
     return session_failed(t, ret, false);
 }
 
-static bool tls_pending(void *ctx);
-
-void moat_tls_transport(moat_tls *t, moat_transport *out)
-{
-    out->send = tls_send;
-    out->recv = tls_recv;
-    out->ctx = t;
-    out->pending = tls_pending;
-}
-
 bool moat_tls_pending(const moat_tls *t)
 {
     if (t->state != MOAT_TLS_OPEN)
@@ -591,6 +581,14 @@ bool moat_tls_pending(const moat_tls *t)
 static bool tls_pending(void *ctx)
 {
     return moat_tls_pending(ctx);
+}
+
+void moat_tls_transport(moat_tls *t, moat_transport *out)
+{
+    out->send = tls_send;
+    out->recv = tls_recv;
+    out->ctx = t;
+    out->pending = tls_pending;
 }
 
 /* ----------------------------------------------------------- close -- */

@@ -39,6 +39,12 @@ moat_err moat_tls_fail(moat_tls *t, moat_err err, const char *fmt, ...)
 #endif
     ;
 
+/* ASCII lower case: host names compare without regard to case. */
+static inline char moat_tls_lower(char c)
+{
+    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
+}
+
 /* "broker" unless the config names the peer otherwise. */
 const char *moat_tls_peer(const moat_tls *t);
 

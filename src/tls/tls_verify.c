@@ -192,11 +192,6 @@ bool moat_tls_parse_ip(const char *host, uint8_t ip[16], size_t *ip_len)
 
 /* -------------------------------------------------------- host names -- */
 
-static char lower(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
 static bool same_name(const char *a, size_t alen, const char *b, size_t blen)
 {
     if (alen > 0 && a[alen - 1] == '.')
@@ -206,7 +201,7 @@ static bool same_name(const char *a, size_t alen, const char *b, size_t blen)
     if (alen != blen || alen == 0)
         return false;
     for (size_t i = 0; i < alen; i++)
-        if (lower(a[i]) != lower(b[i]))
+        if (moat_tls_lower(a[i]) != moat_tls_lower(b[i]))
             return false;
     return true;
 }

@@ -104,7 +104,7 @@ moat_err moat_lookup_start(moat_lookup **out, const char *host, uint16_t port, i
     snprintf(l->service, sizeof l->service, "%u", (unsigned)port);
     /* A numeric address: no lookup, nothing to wait for. */
     rc = getaddrinfo(l->host, l->service, &hints, numeric);
-    if (rc == 0 || rc != EAI_NONAME) {
+    if (rc != EAI_NONAME) {
         free(l);
         return rc == 0 ? MOAT_OK : MOAT_ERR_RESOLVE;
     }
@@ -267,6 +267,16 @@ moat_err moat_tcp_connect_start(moat_tcp *s, const char *host, uint16_t port)
     return next_address(s);
 }
 
+/* Give up the address being tried (refused, or past the fallback delay)
+ * and go on with the next. */
+static moat_err drop_attempt(moat_tcp *s)
+{
+    close(s->fd);
+    s->fd = -1;
+    s->connecting = false;
+    return next_address(s);
+}
+
 /* The lookup's answer, once there is one. */
 static moat_err poll_lookup(moat_tcp *s)
 {
@@ -302,24 +312,13 @@ moat_err moat_tcp_connect_poll(moat_tcp *s)
     if (n == 0 || (n < 0 && errno == EINTR)) {
         /* Still pending: past the fallback delay, the next address. */
         if (s->next != NULL &&
-            moat_elapsed(s->attempt_ms, moat_clock_ms()) >= MOAT_TCP_FALLBACK_MS) {
-            close(s->fd);
-            s->fd = -1;
-            s->connecting = false;
-            return next_address(s);
-        }
+            moat_elapsed(s->attempt_ms, moat_clock_ms()) >= MOAT_TCP_FALLBACK_MS)
+            return drop_attempt(s);
         return MOAT_ERR_WOULD_BLOCK;
     }
     if (n < 0 || getsockopt(s->fd, SOL_SOCKET, SO_ERROR, &soerr, &len) < 0 ||
-        soerr != 0) {
-        close(s->fd);
-        s->fd = -1;
-        s->connecting = false;
-        moat_err e = next_address(s);
-        if (e == MOAT_ERR_CONNECT)
-            moat_tcp_close(s);
-        return e;
-    }
+        soerr != 0)
+        return drop_attempt(s); /* none left: MOAT_ERR_CONNECT, all closed */
     s->connecting = false;
     free_addrs(s);
     return MOAT_OK;
