@@ -10,16 +10,22 @@
 #      MOAT_TPUT_WINDOW             in-flight window, every client and the
 #                                   broker's max_inflight_messages (64)
 #      MOAT_TPUT_CG_N               messages in the callgrind runs (20000)
+#      MOAT_TPUT_HOLD               moat's batched-wait hold, microseconds (50)
+#      MOAT_TPUT_LAT_S              seconds of each latency run (3)
 #      MOAT_TPUT_KEEP=1             keep the work directory (broker log)
 #
 # Output (the rest goes to stderr or starts with '#'):
+#   <lib> is moat (waiting with moat_poll_batched, the hold as moat-mqtt
+#   uses it), moatpoll (the same program with a plain poll()), mosq, paho.
 #   BENCH tput_<lib>_<plain|tls>_qos<0|1>_msgs_s <messages per second>
 #   BENCH tput_<lib>_<plain|tls>_qos<0|1>_cpu_us <CPU microseconds per
 #         message, publisher + subscriber + broker together>
-#   RATIO tput_moat_vs_<mosq|paho>_<plain|tls>_qos<0|1> <moat / peer, msg/s>
+#   RATIO tput_<moat|moatpoll>_vs_<mosq|paho>_<plain|tls>_qos<0|1> <moat / peer, msg/s>
 #   RATIO tput_cpu_moat_vs_<mosq|paho>_<plain|tls>_qos<0|1> <moat / peer, CPU>
 #   BENCH tput_mosq_plain_qos1_{loop,threaded}_probe_msgs_s  the one run of
 #         each libmosquitto mode that chooses the faster for the rest
+#   BENCH lat_<lib>_<plain|tls>_<rate>_<p50|p99|max>_us <latency at QoS 1, the
+#         publisher paced at <rate> messages a second>
 #   BENCH cpu_per_msg_<moat|mosq>_plain_qos1_instr <instructions per message>
 #   RATIO cpu_per_msg_moat_vs_mosq <moat / libmosquitto>
 #
@@ -33,6 +39,8 @@
 #    N messages of 64 bytes, keeping at most the window unacknowledged; the
 #    rate is N / (last message at the subscriber - first publish), both on
 #    CLOCK_MONOTONIC. The libraries take turns within each repetition.
+#  - Latency: the publisher stamps each message with its send time and sends
+#    at a fixed rate; the subscriber takes the difference on arrival.
 #  - CPU: the publisher alone under callgrind, counting inside
 #    bench_publish_loop() (the whole publishing, library included), over
 #    plain TCP at QoS 1, divided by the messages.
@@ -47,9 +55,11 @@ N1=${MOAT_TPUT_N1:-100000}
 REPS=${MOAT_TPUT_REPS:-7}
 W=${MOAT_TPUT_WINDOW:-64}
 CG_N=${MOAT_TPUT_CG_N:-20000}
+HOLD=${MOAT_TPUT_HOLD:-50}
+LAT_S=${MOAT_TPUT_LAT_S:-3}
 SIZE=64
 if [ $QUICK -eq 1 ]; then
-    N0=20000 N1=10000 REPS=1 CG_N=2000
+    N0=20000 N1=10000 REPS=1 CG_N=2000 LAT_S=1
 fi
 
 die() {
@@ -94,7 +104,7 @@ B=${MOAT_TPUT_BUILD:-$ROOT/build-mcu/tput}
 mkdir -p "$B"
 CFLAGS="-std=c99 -O2 -g -Wall -Wextra -Werror -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -Iinclude -Ibench"
 MOAT_SRC="src/core/mqtt_codec.c src/core/mqtt_client.c src/core/mqtt_loop.c src/core/mqtt_topic.c
- src/core/error.c src/port/posix/net.c src/port/posix/clock.c
+ src/core/error.c src/port/posix/net.c src/port/posix/clock.c src/port/posix/batch.c
  src/tls/tls.c src/tls/tls_load.c src/tls/tls_verify.c src/tls/tls_words.c"
 # shellcheck disable=SC2086
 gcc $CFLAGS -DMOAT_MQTT_IO_CHUNK=4096 bench/tput_moat.c $MOAT_SRC \
@@ -163,14 +173,16 @@ note "mosquitto $(mosquitto -h | awk 'NR == 1 { print $3 }') pid $BROKER_PID: pl
 
 # ---- one run ----------------------------------------------------------------
 
-RUN=0 RES=
+RUN=0 RES='' LAT=''
 TICK=$(getconf CLK_TCK)
 broker_cpu() { awk -v t="$TICK" '{ printf "%.3f\n", ($14 + $15) / t }' "/proc/$BROKER_PID/stat"; }
-# run <lib> <plain|tls> <qos> <count>: sets RES to "<messages per second>
-# <CPU microseconds per message of publisher, subscriber and broker>" ("0 0"
-# if any message was lost). Not for $(...): RUN must count in this shell.
+# run <lib> <plain|tls> <qos> <count> [rate]: sets RES to "<messages per
+# second> <CPU microseconds per message of publisher, subscriber and
+# broker>" ("0 0" if any message was lost); with a rate, the publisher is
+# paced and LAT is "<p50> <p99> <max>" microseconds. Not for $(...): RUN
+# must count in this shell.
 run() {
-    local lib=$1 tr=$2 qos=$3 n=$4 args topic i start last got b0 b1 so se po pe
+    local lib=$1 tr=$2 qos=$3 n=$4 rate=${5:-} bin=$1 args topic i start last got b0 b1 so se po pe
     RUN=$((RUN + 1))
     # Files of this run only: an old READY must never start a publisher.
     so=$T/sub.$RUN.out se=$T/sub.$RUN.err po=$T/pub.$RUN.out pe=$T/pub.$RUN.err
@@ -182,9 +194,12 @@ run() {
         args="$args --port $PLAIN"
     fi
     [ "$lib" = mosq ] && [ -n "${MOSQ_MODE:-}" ] && args="$args $MOSQ_MODE"
+    [ "$lib" = moat ] && args="$args --hold $HOLD"
+    [ "$lib" = moatpoll ] && bin=moat
+    [ -n "$rate" ] && args="$args --rate $rate"
     b0=$(broker_cpu)
     # shellcheck disable=SC2086
-    "$B/tput_$lib" sub $args >"$so" 2>"$se" &
+    "$B/tput_$bin" sub $args >"$so" 2>"$se" &
     SUB_PID=$!
     i=0
     until grep -q READY "$so" 2>/dev/null; do
@@ -196,7 +211,7 @@ run() {
         sleep 0.025
     done
     # shellcheck disable=SC2086
-    "$B/tput_$lib" pub $args >"$po" 2>"$pe" || {
+    "$B/tput_$bin" pub $args >"$po" 2>"$pe" || {
         cat "$pe" >&2
         die "$lib publisher ($tr, QoS $qos) failed"
     }
@@ -211,8 +226,12 @@ run() {
     fi
     if [ "$got" -ne "$n" ]; then
         note "$lib $tr QoS $qos: $got of $n messages arrived"
-        RES="0 0"
+        RES="0 0" LAT="0 0 0"
         return
+    fi
+    if [ -n "$rate" ]; then
+        LAT=$(awk '$1 == "LAT" { print $3, $5, $7 }' "$so")
+        [ -n "$LAT" ] || die "no latencies from the $lib run"
     fi
     RES=$(awk -v n="$n" -v a="$start" -v b="$last" -v b0="$b0" -v b1="$b1" \
         -v pc="$(awk '$1 == "CPU" { print $2 }' "$po")" \
@@ -241,7 +260,7 @@ for _ in $(seq 1 "$REPS"); do
         for qos in 0 1; do
             n=$N1
             [ "$qos" -eq 0 ] && n=$N0
-            for lib in moat mosq paho; do
+            for lib in moat moatpoll mosq paho; do
                 run "$lib" "$tr" "$qos" "$n"
                 R[$lib.$tr.$qos]="${R[$lib.$tr.$qos]:-} ${RES% *}"
                 U[$lib.$tr.$qos]="${U[$lib.$tr.$qos]:-} ${RES#* }"
@@ -251,7 +270,7 @@ for _ in $(seq 1 "$REPS"); do
 done
 for tr in plain tls; do
     for qos in 0 1; do
-        for lib in moat mosq paho; do
+        for lib in moat moatpoll mosq paho; do
             m=$(echo "${R[$lib.$tr.$qos]}" | median)
             c=$(echo "${U[$lib.$tr.$qos]}" | median)
             R[med.$lib.$tr.$qos]=$m
@@ -260,13 +279,31 @@ for tr in plain tls; do
             echo "BENCH tput_${lib}_${tr}_qos${qos}_cpu_us $c"
             note "  $lib $tr QoS $qos msg/s:${R[$lib.$tr.$qos]}; CPU us/msg:${U[$lib.$tr.$qos]}"
         done
-        for peer in mosq paho; do
-            awk -v a="${R[med.moat.$tr.$qos]}" -v b="${R[med.$peer.$tr.$qos]}" \
-                -v c="${U[med.moat.$tr.$qos]}" -v d="${U[med.$peer.$tr.$qos]}" \
-                -v n="moat_vs_${peer}_${tr}_qos${qos}" 'BEGIN {
+        for pair in moat.mosq moat.paho moatpoll.mosq moatpoll.paho; do
+            me=${pair%.*} peer=${pair#*.}
+            awk -v a="${R[med.$me.$tr.$qos]}" -v b="${R[med.$peer.$tr.$qos]}" \
+                -v c="${U[med.$me.$tr.$qos]}" -v d="${U[med.$peer.$tr.$qos]}" \
+                -v n="${me}_vs_${peer}_${tr}_qos${qos}" 'BEGIN {
                     if (b > 0) printf "RATIO tput_%s %.2f\n", n, a / b
                     if (d > 0) printf "RATIO tput_cpu_%s %.2f\n", n, c / d
                 }'
+        done
+    done
+done
+
+# ---- latency: the publisher paced, QoS 1 --------------------------------------
+
+# A lone message (1,000 a second, far below what any of them can carry) and
+# a busy stream (20,000 a second): what the batched wait's hold costs.
+for tr in plain tls; do
+    for rate in 1000 20000; do
+        for lib in moat moatpoll mosq paho; do
+            run "$lib" "$tr" 1 $((rate * LAT_S)) "$rate"
+            # shellcheck disable=SC2086 # three numbers
+            set -- $LAT
+            echo "BENCH lat_${lib}_${tr}_${rate}_p50_us $1"
+            echo "BENCH lat_${lib}_${tr}_${rate}_p99_us $2"
+            echo "BENCH lat_${lib}_${tr}_${rate}_max_us $3"
         done
     done
 done

@@ -7,7 +7,7 @@
  * QoS 1: the engine's window (max_inflight) is --window; publishing stops
  * at MOAT_ERR_WINDOW_FULL until PUBACKs free slots. QoS 0: publishing stops
  * when the engine's tx buffer is full (MOAT_ERR_WOULD_BLOCK) until the
- * socket takes it.
+ * socket takes it. With --hold, every wait is moat_poll_batched's.
  */
 #include "tput.h"
 
@@ -31,7 +31,8 @@ static moat_tls_config tcfg;
 static moat_transport tr;
 static bool use_tls, connected, subscribed, closing;
 static long received, acked;
-static uint64_t first_ns, last_ns;
+static uint64_t first_ns, last_ns, start_ns;
+static moat_batch batch;
 
 static void on_event(void *user, const moat_mqtt_event *ev)
 {
@@ -44,6 +45,8 @@ static void on_event(void *user, const moat_mqtt_event *ev)
         subscribed = ev->err == MOAT_OK;
         break;
     case MOAT_MQTT_EV_MESSAGE:
+        if (ev->offset == 0)
+            tput_lat_note(&o, ev->payload, ev->len);
         if (ev->offset + ev->len == ev->total) {
             last_ns = tput_now_ns();
             if (received++ == 0)
@@ -81,7 +84,7 @@ static void io_wait(int ms)
         return;
     if (has_output())
         p.events |= POLLOUT;
-    if (poll(&p, 1, ms) < 0 && errno != EINTR)
+    if (moat_poll_batched(&batch, &p, 1, ms) < 0 && errno != EINTR)
         tput_die("poll", strerror(errno));
 }
 
@@ -138,8 +141,12 @@ __attribute__((noinline)) void bench_publish_loop(void)
     tput_payload(payload, o.size, 0);
     for (;;) {
         long before = sent;
-        while (sent < o.count) {
+        if (sent < o.count)
+            tput_sleep_until_due(&o, start_ns, sent); /* --rate: paced */
+        while (sent < o.count && tput_is_due(&o, start_ns, sent)) {
             memcpy(payload, &sent, sizeof sent);
+            if (o.rate > 0)
+                tput_stamp(payload);
             if (moat_mqtt_publish(&cli, &m, NULL, moat_clock_ms()) != MOAT_OK)
                 break; /* window full (QoS 1) or tx full (QoS 0) */
             sent++;
@@ -148,7 +155,7 @@ __attribute__((noinline)) void bench_publish_loop(void)
         if (o.qos == 1 ? acked >= o.count : sent >= o.count && !has_output())
             break;
         if (sent == before)
-            io_wait(10);
+            io_wait(o.rate > 0 && sent < o.count ? 0 : 10);
     }
 }
 
@@ -160,6 +167,7 @@ int main(int argc, char **argv)
 
     tput_parse(argc, argv, &o);
     use_tls = o.ca != NULL;
+    batch.hold_us = o.hold_us > 0 ? (uint32_t)o.hold_us : 0;
     moat_tcp_init(&tcp);
     if (use_tls) {
         /* TLS reads each record's header and body separately: let one
@@ -189,7 +197,8 @@ int main(int argc, char **argv)
     open_link();
 
     if (o.pub) {
-        tput_pub_start(tput_now_ns());
+        start_ns = tput_now_ns();
+        tput_pub_start(start_ns);
         bench_publish_loop();
         tput_pub_end(tput_now_ns());
     } else {
@@ -221,6 +230,7 @@ int main(int argc, char **argv)
         /* Acknowledge the last ones before going. */
         pump();
         tput_sub_report(received, first_ns, last_ns);
+        tput_lat_report(&o);
     }
     closing = true;
     if (moat_mqtt_disconnect(&cli, moat_clock_ms()) == MOAT_OK) {

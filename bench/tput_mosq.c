@@ -27,7 +27,7 @@ static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static volatile int connected, subscribed;
 static long received;
 static volatile long done_count;
-static uint64_t first_ns, last_ns;
+static uint64_t first_ns, last_ns, start_ns;
 
 static void on_connect(struct mosquitto *m, void *u, int rc)
 {
@@ -58,7 +58,7 @@ static void on_message(struct mosquitto *m, void *u, const struct mosquitto_mess
 {
     (void)m;
     (void)u;
-    (void)msg;
+    tput_lat_note(&o, msg->payload, (size_t)msg->payloadlen);
     last_ns = tput_now_ns();
     if (received == 0)
         first_ns = last_ns;
@@ -121,7 +121,10 @@ __attribute__((noinline)) void bench_publish_loop(void)
             while (sent - done_count >= o.window)
                 pthread_cond_wait(&cv, &mu);
             pthread_mutex_unlock(&mu);
+            tput_sleep_until_due(&o, start_ns, sent);
             memcpy(payload, &sent, sizeof sent);
+            if (o.rate > 0)
+                tput_stamp(payload);
             check(mosquitto_publish(mq, NULL, o.topic, o.size, payload, o.qos, false),
                   "mosquitto_publish");
             sent++;
@@ -133,8 +136,13 @@ __attribute__((noinline)) void bench_publish_loop(void)
         return;
     }
     while (done_count < o.count) {
-        while (sent < o.count && sent - done_count < o.window) {
+        if (sent < o.count && sent - done_count < o.window)
+            tput_sleep_until_due(&o, start_ns, sent); /* --rate: paced */
+        while (sent < o.count && sent - done_count < o.window &&
+               tput_is_due(&o, start_ns, sent)) {
             memcpy(payload, &sent, sizeof sent);
+            if (o.rate > 0)
+                tput_stamp(payload);
             check(mosquitto_publish(mq, NULL, o.topic, o.size, payload, o.qos, false),
                   "mosquitto_publish");
             sent++;
@@ -150,6 +158,7 @@ int main(int argc, char **argv)
     char id[48];
 
     tput_parse(argc, argv, &o);
+    tput_no_hold(&o);
     mosquitto_lib_init();
     snprintf(id, sizeof id, "tput-mosq-%s-%ld", o.pub ? "pub" : "sub", (long)getpid());
     mq = mosquitto_new(id, true, NULL);
@@ -173,7 +182,8 @@ int main(int argc, char **argv)
     }
 
     if (o.pub) {
-        tput_pub_start(tput_now_ns());
+        start_ns = tput_now_ns();
+        tput_pub_start(start_ns);
         bench_publish_loop();
         tput_pub_end(tput_now_ns());
     } else {
@@ -202,6 +212,7 @@ int main(int argc, char **argv)
         if (!o.threaded)
             mosquitto_loop(mq, 0, 1); /* the last acknowledgements */
         tput_sub_report(__atomic_load_n(&received, __ATOMIC_ACQUIRE), first_ns, last_ns);
+        tput_lat_report(&o);
     }
     mosquitto_disconnect(mq);
     if (o.threaded)

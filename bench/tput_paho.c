@@ -21,7 +21,7 @@ static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t cv = PTHREAD_COND_INITIALIZER;
 static int connected, subscribed, failed;
 static long received, done_count;
-static uint64_t first_ns, last_ns;
+static uint64_t first_ns, last_ns, start_ns;
 
 static void signal_flag(int *flag)
 {
@@ -80,6 +80,7 @@ static int on_message(void *ctx, char *topic, int topic_len, MQTTAsync_message *
     last_ns = tput_now_ns();
     if (received == 0)
         first_ns = last_ns;
+    tput_lat_note(&o, m->payload, (size_t)m->payloadlen);
     MQTTAsync_freeMessage(&m);
     MQTTAsync_free(topic);
     __atomic_store_n(&received, received + 1, __ATOMIC_RELEASE);
@@ -107,7 +108,10 @@ __attribute__((noinline)) void bench_publish_loop(void)
         while (sent - done_count >= o.window)
             pthread_cond_wait(&cv, &mu);
         pthread_mutex_unlock(&mu);
+        tput_sleep_until_due(&o, start_ns, sent);
         memcpy(payload, &sent, sizeof sent);
+        if (o.rate > 0)
+            tput_stamp(payload);
         msg.payload = payload;
         msg.payloadlen = o.size;
         msg.qos = o.qos;
@@ -141,6 +145,7 @@ int main(int argc, char **argv)
     int rc;
 
     tput_parse(argc, argv, &o);
+    tput_no_hold(&o);
     /* The broker certificate names localhost and 127.0.0.1; Paho checks a
      * DNS name, so TLS connects as localhost (Paho prefers its IPv4 address). */
     snprintf(uri, sizeof uri, "%s://%s:%d", o.ca ? "ssl" : "tcp",
@@ -169,7 +174,8 @@ int main(int argc, char **argv)
     wait_flag(&connected);
 
     if (o.pub) {
-        tput_pub_start(tput_now_ns());
+        start_ns = tput_now_ns();
+        tput_pub_start(start_ns);
         bench_publish_loop();
         tput_pub_end(tput_now_ns());
     } else {
@@ -193,6 +199,7 @@ int main(int argc, char **argv)
             }
         }
         tput_sub_report(__atomic_load_n(&received, __ATOMIC_ACQUIRE), first_ns, last_ns);
+        tput_lat_report(&o);
     }
     MQTTAsync_disconnectOptions dopt = MQTTAsync_disconnectOptions_initializer;
     dopt.timeout = 1000;

@@ -155,6 +155,7 @@ struct cli_session {
     uint8_t shown_state;    /* for -d */
     cli_event_fn on_event;
     void *app;
+    moat_batch batch;       /* cli_session_wait's batched poll() */
 };
 
 /* Set up the engine and ask for a connection; errors are printed. */
@@ -170,7 +171,8 @@ bool cli_session_output_pending(const cli_session *s);
 /* Sleep in poll() until the link, one of the extra descriptors (their
  * revents are set) or a signal needs attention, or until wait_ms passes
  * (UINT32_MAX: no limit of the caller's). The engine's next timeout is
- * always respected. */
+ * always respected. While messages stream, each wait first lets more
+ * gather for MOAT_BATCH_HOLD_US (moat_poll_batched, moat/posix.h). */
 void cli_session_wait(cli_session *s, struct pollfd *extra, size_t n_extra,
                       uint32_t wait_ms);
 void cli_session_close(cli_session *s);

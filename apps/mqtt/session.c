@@ -196,6 +196,7 @@ moat_err cli_session_init(cli_session *s, const cli_opts *o, cli_event_fn fn,
     s->o = o;
     s->on_event = fn;
     s->app = app;
+    s->batch.hold_us = MOAT_BATCH_HOLD_US;
     err = cli_link_init(&s->link, o);
     if (err != MOAT_OK)
         return err;  /* printed, with the file at fault */
@@ -459,7 +460,8 @@ void cli_session_wait(cli_session *s, struct pollfd *extra, size_t n_extra,
         p[n++] = extra[i];
     for (i = 0; i < n; i++)
         p[i].revents = 0;
-    poll(p, (nfds_t)n, t == UINT32_MAX ? -1 : t > INT_MAX ? INT_MAX : (int)t);
+    moat_poll_batched(&s->batch, p, (nfds_t)n,
+                      t == UINT32_MAX ? -1 : t > INT_MAX ? INT_MAX : (int)t);
     if (p[0].revents != 0)
         drain_signal_pipe();
     for (i = 0; i < n_extra && first_extra + i < n; i++)
