@@ -130,28 +130,25 @@ moat_err moat_wait_fd(int fd, bool want_write, uint32_t timeout_ms);
  * on a loaded machine is more of the broker's time than the message itself.
  *
  * moat_poll_batched(b, fds, n, timeout_ms) is poll(fds, n, timeout_ms),
- * except while the link streams: when the last two calls that found a
- * descriptor ready returned less than b->hold_us + MOAT_BATCH_STREAM_US
- * apart (b->busy), it first sleeps b->hold_us without watching the
- * descriptors, so that whatever arrives meanwhile is handled in one turn,
- * one read and one answer. A message that comes after a pause (a call that
- * timed out, or wake-ups further apart) is handled at once, so only a
- * stream pays, and no message waits longer than the hold. The hold never
- * outlasts timeout_ms (a timeout of 0 never holds), is at most
- * MOAT_BATCH_HOLD_MAX_US, and a signal ends it early (the signal's
- * self-pipe then wakes poll()). hold_us 0: plain poll(). Returns what
- * poll() returns.
+ * except while the link streams: when the last call found a descriptor
+ * ready within MOAT_BATCH_STREAM_US of starting to wait (b->busy), it first
+ * sleeps b->hold_us without watching the descriptors, so that whatever
+ * arrives meanwhile is handled in one turn, one read and one answer. A
+ * message that comes after a pause (a call that waited longer or timed
+ * out) is handled at once, so only a stream pays, and no message waits
+ * longer than the hold. The hold never outlasts timeout_ms (a timeout of 0
+ * never holds), is at most MOAT_BATCH_HOLD_MAX_US, and a signal ends it
+ * early (the signal's self-pipe then wakes poll()). hold_us 0: plain
+ * poll(). Returns what poll() returns.
  */
 typedef struct moat_batch {
     uint32_t hold_us;   /* set by the caller: 0, or MOAT_BATCH_HOLD_US */
     bool busy;          /* kept by moat_poll_batched: the link streams */
-    uint64_t ready_us;  /* kept: when a call last found a descriptor ready */
 } moat_batch;
 
 #define MOAT_BATCH_HOLD_US 50u        /* the hold moat's own tools use */
 #define MOAT_BATCH_HOLD_MAX_US 10000u /* longer holds are cut to this */
-#define MOAT_BATCH_STREAM_US 500u     /* wake-ups this much more than the
-                                         hold apart are a stream */
+#define MOAT_BATCH_STREAM_US 500u     /* work within this of waiting: a stream */
 
 int moat_poll_batched(moat_batch *b, struct pollfd *fds, nfds_t n, int timeout_ms);
 

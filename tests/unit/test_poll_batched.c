@@ -1,10 +1,9 @@
 /*
  * test_poll_batched.c - moat_poll_batched over a real socket pair: it holds
- * only while wake-ups that find work come close together (a stream), never
- * after a pause, a call that timed out or when the caller asks for no wait,
- * never past the caller's timeout or MOAT_BATCH_HOLD_MAX_US, and a signal
- * cuts the hold short.
- * Every hold here is the longest there is (10 ms), so that "it held" and
+ * only while each wait finds work at once (a stream), never after a pause,
+ * a call that timed out or when the caller asks for no wait, never past
+ * the caller's timeout or MOAT_BATCH_HOLD_MAX_US, and a signal cuts the
+ * hold short. Every hold here is the longest there is (10 ms), so that "it held" and
  * "it did not" are far apart.
  */
 #include <errno.h>
@@ -17,6 +16,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -84,27 +84,38 @@ static void assert_mostly_quick(int quick)
         fail_msg("only %d of %d calls returned within the hold", quick, TRIALS);
 }
 
-/* A quiet link: the first message is handled at once, and one wake-up that
- * found work is not yet a stream. */
-static void test_idle_does_not_hold(void **state)
+/* TRIALS calls, each on a fresh copy of `from` with a byte waiting: each
+ * must find it, take at least min_us and leave b.busy as busy_after (-1:
+ * either). Returns how many took less than quick_us. */
+static int ready_trials(moat_batch from, int timeout_ms, uint64_t min_us, uint64_t quick_us,
+                        int busy_after)
 {
     int quick = 0;
     uint64_t took;
-    (void)state;
     put_byte();
     for (int i = 0; i < TRIALS; i++) {
-        moat_batch b = { .hold_us = HOLD };
-        assert_int_equal(wait_in(&b, 5000, &took), 1);
-        assert_false(b.busy);
-        quick += took < HOLD;
+        moat_batch b = from;
+        assert_int_equal(wait_in(&b, timeout_ms, &took), 1);
+        assert_true(took >= min_us);
+        if (busy_after >= 0)
+            assert_int_equal(b.busy, busy_after);
+        quick += took < quick_us;
     }
     take_byte();
-    assert_mostly_quick(quick);
+    return quick;
 }
 
-/* Two wake-ups close together make a stream: from then on each call lets
- * more gather first, returning only after the hold with what arrived. The
- * hold itself keeps the wake-ups close enough to stay a stream. */
+/* A call that is not busy does not hold, whatever is waiting. */
+static void test_idle_does_not_hold(void **state)
+{
+    (void)state;
+    assert_mostly_quick(ready_trials((moat_batch){ .hold_us = HOLD }, 5000, 0, HOLD, 1));
+}
+
+/* Work that was there at once is a stream: from then on each call lets
+ * more gather first, returning only after the hold with what arrived (and,
+ * finding it at once after the hold, stays a stream however long the hold
+ * overran). */
 static void test_stream_holds(void **state)
 {
     moat_batch b = { .hold_us = HOLD };
@@ -112,7 +123,6 @@ static void test_stream_holds(void **state)
     (void)state;
     put_byte();
     assert_int_equal(wait_in(&b, 5000, &took), 1); /* the first: at once */
-    assert_int_equal(wait_in(&b, 5000, &took), 1); /* the second: at once */
     assert_true(b.busy);
     for (int i = 0; i < 5; i++) {
         assert_int_equal(wait_in(&b, 5000, &took), 1);
@@ -122,40 +132,41 @@ static void test_stream_holds(void **state)
     take_byte();
 }
 
-/* Wake-ups further apart than the hold plus MOAT_BATCH_STREAM_US are not a
- * stream (a message now and then): none of them is held. */
-static void test_spaced_wakeups_do_not_hold(void **state)
+/* A message after a pause (the call had to wait 30 ms for it: a message now
+ * and then) is no stream: the next call does not hold. */
+static void test_pause_is_not_a_stream(void **state)
 {
-    moat_batch b = { .hold_us = HOLD };
-    struct timespec gap = { .tv_nsec = (long)(HOLD + MOAT_BATCH_STREAM_US) * 3000L };
     int quick = 0;
     uint64_t took;
     (void)state;
-    put_byte();
-    for (int i = 0; i < TRIALS; i++) {
-        nanosleep(&gap, NULL);
+    for (int i = 0; i < 5; i++) {
+        moat_batch b = { .hold_us = HOLD, .busy = true };
+        pid_t child = fork();
+        assert_true(child >= 0);
+        if (child == 0) {
+            struct timespec pause = { .tv_nsec = 30000000L };
+            nanosleep(&pause, NULL);
+            _exit(write(sv[1], "x", 1) == 1 ? 0 : 1);
+        }
+        b.busy = false; /* quiet before: this call waits for the byte */
         assert_int_equal(wait_in(&b, 5000, &took), 1);
+        assert_true(took >= 20000);
         assert_false(b.busy);
+        assert_int_equal(waitpid(child, NULL, 0), child);
+        assert_int_equal(wait_in(&b, 5000, &took), 1); /* still there: at once */
         quick += took < HOLD;
+        take_byte();
     }
-    take_byte();
-    assert_mostly_quick(quick);
+    if (quick < 4)
+        fail_msg("only %d of 5 calls after a pause returned within the hold", quick);
 }
 
 /* hold_us 0 is plain poll(): no hold even when busy. */
 static void test_zero_hold_is_poll(void **state)
 {
-    int quick = 0;
-    uint64_t took;
     (void)state;
-    put_byte();
-    for (int i = 0; i < TRIALS; i++) {
-        moat_batch b = { .hold_us = 0, .busy = true };
-        assert_int_equal(wait_in(&b, 5000, &took), 1);
-        quick += took < HOLD;
-    }
-    take_byte();
-    assert_mostly_quick(quick);
+    assert_mostly_quick(
+        ready_trials((moat_batch){ .hold_us = 0, .busy = true }, 5000, 0, HOLD, -1));
 }
 
 /* A timeout shorter than the hold bounds the whole wait; the call that
@@ -183,35 +194,18 @@ static void test_timeout_bounds_hold_and_ends_busy(void **state)
 /* A timeout of 0 asks for no wait at all: no hold. */
 static void test_zero_timeout_never_holds(void **state)
 {
-    int quick = 0;
-    uint64_t took;
     (void)state;
-    put_byte();
-    for (int i = 0; i < TRIALS; i++) {
-        moat_batch b = { .hold_us = HOLD, .busy = true };
-        assert_int_equal(wait_in(&b, 0, &took), 1);
-        quick += took < HOLD;
-    }
-    take_byte();
-    assert_mostly_quick(quick);
+    assert_mostly_quick(
+        ready_trials((moat_batch){ .hold_us = HOLD, .busy = true }, 0, 0, HOLD, -1));
 }
 
 /* An absurd hold is cut to MOAT_BATCH_HOLD_MAX_US: it holds, and most calls
  * end long before the 4295 s asked for would. */
 static void test_hold_is_capped(void **state)
 {
-    int quick = 0;
-    uint64_t took;
     (void)state;
-    put_byte();
-    for (int i = 0; i < TRIALS; i++) {
-        moat_batch b = { .hold_us = UINT32_MAX, .busy = true };
-        assert_int_equal(wait_in(&b, -1, &took), 1);
-        assert_true(took >= HOLD);
-        quick += took < 4 * HOLD;
-    }
-    take_byte();
-    assert_mostly_quick(quick);
+    assert_mostly_quick(
+        ready_trials((moat_batch){ .hold_us = UINT32_MAX, .busy = true }, -1, HOLD, 4 * HOLD, -1));
 }
 
 static void on_alarm(int sig)
@@ -252,7 +246,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_idle_does_not_hold, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stream_holds, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_spaced_wakeups_do_not_hold, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_pause_is_not_a_stream, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_hold_is_poll, setup, teardown),
         cmocka_unit_test_setup_teardown(test_timeout_bounds_hold_and_ends_busy, setup, teardown),
         cmocka_unit_test_setup_teardown(test_zero_timeout_never_holds, setup, teardown),
