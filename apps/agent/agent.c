@@ -438,7 +438,7 @@ moat_err ag_agent_check_next(agent *a, char *msg, size_t cap)
     ag_link_init(&probe);
     err = ag_link_load(&probe, &a->next_cfg, &a->clock);
     if (err != MOAT_OK)
-        snprintf(msg, cap, "credentials: %s", ag_link_error(&probe, err));
+        snprintf(msg, cap, "credentials: %s", moat_link_error(&probe.net, err));
     ag_link_unload(&probe);
     return err;
 }
@@ -577,7 +577,7 @@ static void creds_step(agent *a, uint32_t now_ms)
         return;
     ag_creds_paths(a, &ca, &cert, &key);
     err = ag_link_load_files(&a->link, &a->cfg, ca, cert, key, &a->clock);
-    if (err != MOAT_OK && ag_creds_attempt_failed(a, ag_link_error(&a->link, err), now_ms)) {
+    if (err != MOAT_OK && ag_creds_attempt_failed(a, moat_link_error(&a->link.net, err), now_ms)) {
         ag_creds_paths(a, &ca, &cert, &key); /* the active set again */
         err = ag_link_load_files(&a->link, &a->cfg, ca, cert, key, &a->clock);
     }
@@ -588,7 +588,7 @@ static void creds_step(agent *a, uint32_t now_ms)
         d = d / 2 + moat_random32(NULL) % (d / 2 + 1);
         a->creds_retry_ms = now_ms + d;
         ag_set_error(a, AG_LOG_ERROR, "cannot load the credentials: %s; trying again in "
-                     "%lu ms", ag_link_error(&a->link, err), (unsigned long)d);
+                     "%lu ms", moat_link_error(&a->link.net, err), (unsigned long)d);
         return;
     }
     if (a->link.has_expiry && a->link.cert_cn[0] && strcmp(a->link.cert_cn, a->id) != 0)
@@ -606,7 +606,7 @@ static void creds_step(agent *a, uint32_t now_ms)
 /* The link is gone and the engine knows (it scheduled the next attempt). */
 static void lost(agent *a, moat_err err, uint32_t now_ms)
 {
-    const char *words = ag_link_error(&a->link, err);
+    const char *words = moat_link_error(&a->link.net, err);
     uint32_t next;
     bool tls = err <= MOAT_ERR_TLS && err >= MOAT_ERR_CERT_FORMAT;
 
@@ -696,7 +696,7 @@ static void pump(agent *a, uint32_t now_ms)
             finish_close(a, now_ms);
         return;
     }
-    err = moat_mqtt_pump(&a->mqtt, &a->link.t, now_ms);
+    err = moat_mqtt_pump(&a->mqtt, &a->link.net.t, now_ms);
     st = moat_mqtt_get_state(&a->mqtt);
     if (a->phase == AG_PHASE_CLOSING) {
         if (moat_time_reached(now_ms, a->close_by_ms) || (err != MOAT_OK && st != MOAT_MQTT_IDLE)) {
@@ -959,7 +959,7 @@ uint32_t ag_agent_next_timeout(agent *a, uint32_t now_ms)
     case AG_PHASE_TLS:
         t = min_u32(t, until(now_ms, a->link_opened_ms + AG_CONNECT_TIMEOUT_MS));
         /* a name lookup has no socket to wake us; a fallback is due */
-        t = min_u32(t, moat_tcp_poll_in(&a->link.tcp, now_ms));
+        t = min_u32(t, moat_tcp_poll_in(&a->link.net.tcp, now_ms));
         break;
     case AG_PHASE_CLOSING:
         t = min_u32(t, until(now_ms, a->close_by_ms));
@@ -968,7 +968,7 @@ uint32_t ag_agent_next_timeout(agent *a, uint32_t now_ms)
         t = min_u32(t, moat_mqtt_next_timeout(&a->mqtt, now_ms));
         break;
     }
-    if (a->phase >= AG_PHASE_MQTT && ag_link_pending(&a->link) && engine_can_read(a))
+    if (a->phase >= AG_PHASE_MQTT && moat_link_pending(&a->link.net) && engine_can_read(a))
         t = 0; /* bytes wait inside mbedTLS; the socket will not say so */
     t = min_u32(t, moat_zones_next_timeout(&a->zones, now_ms));
     t = min_u32(t, ag_relay_spi_next_timeout());
@@ -990,13 +990,13 @@ size_t ag_agent_pollfds(agent *a, struct pollfd *p, size_t cap)
         p[n].fd = fd;
         p[n++].events = POLLIN;
     }
-    if (a->phase >= AG_PHASE_TLS && ag_link_fd(&a->link) >= 0 && n < cap) {
+    if (a->phase >= AG_PHASE_TLS && moat_link_fd(&a->link.net) >= 0 && n < cap) {
         bool out = engine_has_output(a);
-        bool w = ag_link_want_write(&a->link, out);
+        bool w = moat_link_want_write(&a->link.net, out);
         bool r = a->phase == AG_PHASE_TLS ? !w : (engine_can_read(a) || !w);
         if (a->link.draining)
             r = true, w = false;
-        p[n].fd = ag_link_fd(&a->link);
+        p[n].fd = moat_link_fd(&a->link.net);
         p[n++].events = (short)((r ? POLLIN : 0) | (w ? POLLOUT : 0));
     }
     n += ag_update_pollfds(a, p + n, cap - n);

@@ -36,6 +36,7 @@
 #include "moat/sntp.h"
 #include "moat/status.h"
 #include "moat/tls.h"
+#include "moat/tls_link.h"
 #include "moat/zones.h"
 
 #ifndef MOAT_AGENT_VERSION
@@ -116,28 +117,23 @@ int64_t ag_time_tls_now(void *user);
 typedef struct ag_link {
     const char *host;         /* into the agent's config */
     uint16_t port;
-    moat_tcp tcp;
-    moat_transport tcp_t;
-    moat_transport t;         /* what the engine uses */
+    moat_link net;            /* TCP, then mutual TLS (moat/tls_link.h): its
+                                 fd, want_write, pending and error words are
+                                 moat_link's */
     bool loaded;              /* credentials loaded (moat_tls_init done) */
-    bool handshaking;
-    bool tls_open;
     bool draining;            /* shut down; reading until the broker closes */
     moat_tls_config tls_cfg;
     moat_tls tls;             /* kept across reconnects: resumption */
-    moat_transport tls_t;
     bool has_expiry;
     int64_t cert_expiry_s;    /* our certificate's notAfter */
     char cert_cn[65];
-    moat_err why_err;
-    char why[256];
     /* TLS reads a record's header and body apart: one recv() for both, or
      * for several records (moat_tcp_set_readahead) */
     uint8_t readahead[2048];
 } ag_link;
 
 void ag_link_init(ag_link *l);
-/* Load cafile, certfile, keyfile (moat_tls_init). Words: ag_link_error. */
+/* Load cafile, certfile, keyfile (moat_tls_init). Words: moat_link_error. */
 moat_err ag_link_load(ag_link *l, const moat_config *cfg, ag_time *clock);
 /* The same with other credential files (the pending set of creds.c). */
 moat_err ag_link_load_files(ag_link *l, const moat_config *cfg, const char *cafile,
@@ -149,11 +145,6 @@ void ag_link_unload(ag_link *l);
  * error. The TLS handshake is part of opening. */
 moat_err ag_link_open(ag_link *l);
 moat_err ag_link_poll(ag_link *l);
-int ag_link_fd(const ag_link *l);
-bool ag_link_tls_started(const ag_link *l);
-bool ag_link_want_write(const ag_link *l, bool engine_has_output);
-bool ag_link_pending(const ag_link *l);
-const char *ag_link_error(const ag_link *l, moat_err err);
 void ag_link_local_ip(const ag_link *l, char *out, size_t cap);
 void ag_link_close(ag_link *l);
 /* After DISCONNECT: close_notify and shutdown(SHUT_WR); then poll for input

@@ -22,38 +22,11 @@
 
 #include "agent.h"
 
-static moat_err tls_failed(ag_link *l, moat_err err)
-{
-    l->why_err = err;
-    snprintf(l->why, sizeof l->why, "%s", moat_tls_last_error(&l->tls));
-    return err;
-}
-
-static long link_send(void *ctx, const uint8_t *buf, size_t len)
-{
-    ag_link *l = ctx;
-    long n = l->tls_t.send(l->tls_t.ctx, buf, len);
-
-    if (n < 0 && n != MOAT_ERR_WOULD_BLOCK)
-        tls_failed(l, (moat_err)n);
-    return n;
-}
-
-static long link_recv(void *ctx, uint8_t *buf, size_t len)
-{
-    ag_link *l = ctx;
-    long n = l->tls_t.recv(l->tls_t.ctx, buf, len);
-
-    if (n < 0 && n != MOAT_ERR_WOULD_BLOCK)
-        tls_failed(l, (moat_err)n);
-    return n;
-}
-
 void ag_link_init(ag_link *l)
 {
     memset(l, 0, sizeof *l);
-    moat_tcp_init(&l->tcp);
-    moat_tcp_set_readahead(&l->tcp, l->readahead, sizeof l->readahead);
+    moat_link_init(&l->net);
+    moat_tcp_set_readahead(&l->net.tcp, l->readahead, sizeof l->readahead);
 }
 
 /* The notAfter of our own certificate, for the status document. */
@@ -112,9 +85,9 @@ moat_err ag_link_load_files(ag_link *l, const moat_config *cfg, const char *cafi
     l->tls_cfg.time_user = clock;
     err = moat_tls_init(&l->tls, &l->tls_cfg);
     if (err != MOAT_OK)
-        return tls_failed(l, err);
+        return moat_link_note(&l->net, err, moat_tls_last_error(&l->tls));
     l->loaded = true;
-    moat_tls_transport(&l->tls, &l->tls_t);
+    moat_link_use_tls(&l->net, &l->tls);
     ag_link_read_cert(l, certfile);
     return MOAT_OK;
 }
@@ -130,96 +103,32 @@ void ag_link_unload(ag_link *l)
     if (l->loaded)
         moat_tls_free(&l->tls);
     l->loaded = false;
+    moat_link_use_tls(&l->net, NULL); /* ag_link_open refuses until loaded */
 }
 
-static moat_err tls_step(ag_link *l)
+/* The debug log says how the link came up. */
+static moat_err opened(ag_link *l, moat_err err)
 {
-    moat_err err = moat_tls_connect_step(&l->tls);
-
-    if (err == MOAT_ERR_WOULD_BLOCK)
-        return err;
-    l->handshaking = false;
-    if (err != MOAT_OK)
-        return tls_failed(l, err);
-    l->tls_open = true;
-    l->t.send = link_send;
-    l->t.recv = link_recv;
-    l->t.ctx = l;
-    ag_log(AG_LOG_DEBUG, "TLS is up with %s:%u: %s, %s", l->host, l->port,
-           moat_tls_ciphersuite(&l->tls),
-           moat_tls_resumed(&l->tls) ? "session resumed"
-                                     : "full handshake, broker certificate verified");
-    return MOAT_OK;
-}
-
-static moat_err tls_start(ag_link *l)
-{
-    moat_tcp_transport(&l->tcp, &l->tcp_t);
-    moat_err err = moat_tls_connect_start(&l->tls, &l->tcp_t, l->host);
-
-    if (err != MOAT_OK)
-        return tls_failed(l, err);
-    l->handshaking = true;
-    return tls_step(l);
+    if (err == MOAT_OK)
+        ag_log(AG_LOG_DEBUG, "TLS is up with %s:%u: %s, %s", l->host, l->port,
+               moat_tls_ciphersuite(&l->tls),
+               moat_tls_resumed(&l->tls) ? "session resumed"
+                                         : "full handshake, broker certificate verified");
+    return err;
 }
 
 moat_err ag_link_open(ag_link *l)
 {
-    moat_err err;
-
-    l->why_err = MOAT_OK;
-    l->why[0] = '\0';
-    l->handshaking = false;
-    l->tls_open = false;
     if (!l->loaded)
         return MOAT_ERR_STATE;
-    err = moat_tcp_connect_start(&l->tcp, l->host, l->port);
-    if (err == MOAT_OK)
-        return tls_start(l);
-    return err;
+    return opened(l, moat_link_open(&l->net, l->host, l->port));
 }
 
 moat_err ag_link_poll(ag_link *l)
 {
-    moat_err err;
-
-    if (l->handshaking)
-        return tls_step(l);
-    err = moat_tcp_connect_poll(&l->tcp);
-    if (err == MOAT_OK)
-        return tls_start(l);
-    return err;
-}
-
-int ag_link_fd(const ag_link *l)
-{
-    return l->tcp.fd;
-}
-
-bool ag_link_tls_started(const ag_link *l)
-{
-    return l->handshaking || l->tls_open;
-}
-
-bool ag_link_want_write(const ag_link *l, bool engine_has_output)
-{
-    if (l->tcp.connecting)
-        return true;
-    if (l->handshaking)
-        return moat_tls_want_write(&l->tls);
-    return engine_has_output;
-}
-
-bool ag_link_pending(const ag_link *l)
-{
-    return l->tls_open && moat_tls_pending(&l->tls);
-}
-
-const char *ag_link_error(const ag_link *l, moat_err err)
-{
-    if (err != MOAT_OK && err == l->why_err && l->why[0] != '\0')
-        return l->why;
-    return moat_strerror(err);
+    if (!l->loaded)
+        return MOAT_ERR_STATE;
+    return opened(l, moat_link_poll(&l->net));
 }
 
 void ag_link_local_ip(const ag_link *l, char *out, size_t cap)
@@ -228,7 +137,7 @@ void ag_link_local_ip(const ag_link *l, char *out, size_t cap)
     socklen_t len = sizeof ss;
 
     out[0] = '\0';
-    if (l->tcp.fd < 0 || getsockname(l->tcp.fd, (struct sockaddr *)&ss, &len) != 0)
+    if (l->net.tcp.fd < 0 || getsockname(l->net.tcp.fd, (struct sockaddr *)&ss, &len) != 0)
         return;
     if (ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
@@ -239,12 +148,8 @@ void ag_link_local_ip(const ag_link *l, char *out, size_t cap)
 /* One try at close_notify: the socket closes right after either way. */
 void ag_link_close(ag_link *l)
 {
-    if (l->tls_open)
-        moat_tls_close(&l->tls);
-    l->tls_open = false;
-    l->handshaking = false;
+    moat_link_close(&l->net);
     l->draining = false;
-    moat_tcp_close(&l->tcp);
 }
 
 /*
@@ -255,12 +160,12 @@ void ag_link_close(ag_link *l)
  */
 void ag_link_shutdown(ag_link *l)
 {
-    if (l->tls_open)
+    if (l->net.tls_open)
         moat_tls_close(&l->tls);
-    l->tls_open = false;
-    l->handshaking = false;
-    if (l->tcp.fd >= 0)
-        shutdown(l->tcp.fd, SHUT_WR);
+    l->net.tls_open = false;
+    l->net.handshaking = false;
+    if (l->net.tcp.fd >= 0)
+        shutdown(l->net.tcp.fd, SHUT_WR);
     l->draining = true;
 }
 
@@ -269,9 +174,9 @@ bool ag_link_drained(ag_link *l)
     uint8_t buf[512];
     ssize_t n;
 
-    if (l->tcp.fd < 0)
+    if (l->net.tcp.fd < 0)
         return true;
-    while ((n = recv(l->tcp.fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+    while ((n = recv(l->net.tcp.fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
         ;
     return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }

@@ -19,6 +19,7 @@
 #include "moat/mqtt.h"
 #include "moat/posix.h"
 #include "moat/tls.h"
+#include "moat/tls_link.h"
 
 /* Buffers of the engine, sized for a command-line tool. The window also
  * holds the broker's QoS 2 messages until their PUBREL; MQTT 3.1.1 sets no
@@ -96,37 +97,21 @@ void cli_debug(const cli_opts *o, const char *fmt, ...);
  * else; the engine sees only l->t. */
 typedef struct cli_link {
     const cli_opts *o;
-    moat_tcp tcp;
-    moat_transport tcp_t;     /* the socket */
-    moat_transport t;         /* what the engine uses */
+    moat_link net;            /* TCP, then TLS with --cafile (moat/tls_link.h) */
     bool tls_on;              /* --cafile */
-    bool handshaking;         /* TCP is up, the TLS handshake is not */
-    bool tls_open;            /* the TLS session carries MQTT */
     moat_tls_config tls_cfg;
     moat_tls tls;             /* kept across reconnects: resumption */
-    moat_transport tls_t;     /* the session's own send/recv */
-    moat_err why_err;         /* the TLS failure whose words are in why */
-    char why[256];
 } cli_link;
 
 /* Load the TLS credentials once (when --cafile is given). Errors are
  * printed, naming the file, the host and the port. */
 moat_err cli_link_init(cli_link *l, const cli_opts *o);
 /* Start opening: MOAT_OK (open), MOAT_ERR_WOULD_BLOCK (call cli_link_poll
- * when cli_link_fd is ready), or an error (see cli_link_error). */
+ * when the link's descriptor is ready), or an error (moat_link_error). The
+ * rest is moat_link's: moat_link_fd, _want_write, _pending, _close. */
 moat_err cli_link_open(cli_link *l);
 moat_err cli_link_poll(cli_link *l);
-/* The descriptor to poll, and whether to poll it for writing too. */
-int cli_link_fd(const cli_link *l);
-bool cli_link_want_write(const cli_link *l, bool engine_has_output);
-/* Bytes wait inside the TLS library: read before sleeping in poll(). */
-bool cli_link_pending(const cli_link *l);
-/* The words for err: TLS's own sentence when TLS failed with it. */
-const char *cli_link_error(const cli_link *l, moat_err err);
-/* Close the stream (close_notify first over TLS); the TLS session is kept
- * for the next cli_link_open. */
-void cli_link_close(cli_link *l);
-/* Release the TLS state; the link cannot be opened again. */
+/* Close the link and release the TLS state. */
 void cli_link_free(cli_link *l);
 
 /* --------------------------------------------------------- session.c -- */

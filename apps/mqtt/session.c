@@ -224,7 +224,7 @@ moat_err cli_session_init(cli_session *s, const cli_opts *o, cli_event_fn fn,
 void cli_session_close(cli_session *s)
 {
     if (s->link_state != CLI_LINK_CLOSED)
-        cli_link_close(&s->link);
+        moat_link_close(&s->link.net);
     s->link_state = CLI_LINK_CLOSED;
 }
 
@@ -249,7 +249,7 @@ static bool is_garbage(moat_err err)
 static moat_err lost(cli_session *s, moat_err err, const char *what)
 {
     const cli_opts *o = s->o;
-    const char *words = cli_link_error(&s->link, err);
+    const char *words = moat_link_error(&s->link.net, err);
 
     if (is_refusal(err)) {
         cli_error("%s:%u: %s", o->host, o->port, words);
@@ -326,7 +326,7 @@ bool cli_session_output_pending(const cli_session *s)
 
 static moat_err pump(cli_session *s, uint32_t now_ms)
 {
-    moat_err err = moat_mqtt_pump(&s->c, &s->link.t, now_ms);
+    moat_err err = moat_mqtt_pump(&s->c, &s->link.net.t, now_ms);
     moat_mqtt_state st = moat_mqtt_get_state(&s->c);
 
     if (st == MOAT_MQTT_CLOSING && !cli_session_output_pending(s)) {
@@ -416,13 +416,13 @@ static uint32_t wait_limit(const cli_session *s, uint32_t wait_ms)
     uint32_t t = min_u32(wait_ms, moat_mqtt_next_timeout(&s->c, now));
 
     /* Bytes held inside mbedTLS never make the socket readable again. */
-    if (s->link_state == CLI_LINK_UP && cli_link_pending(&s->link) &&
+    if (s->link_state == CLI_LINK_UP && moat_link_pending(&s->link.net) &&
         engine_can_read(s))
         return 0;
     if (s->link_state == CLI_LINK_OPENING) {
         t = min_u32(t, until(now, s->opened_ms + CLI_CONNECT_TIMEOUT_MS));
         /* a name lookup has no socket to wake us; a fallback may be due */
-        t = min_u32(t, moat_tcp_poll_in(&s->link.tcp, now));
+        t = min_u32(t, moat_tcp_poll_in(&s->link.net.tcp, now));
     }
     if (s->closing)
         t = min_u32(t, until(now, s->close_by_ms));
@@ -438,9 +438,9 @@ static void link_events(const cli_session *s, struct pollfd *p)
     bool w, r;
 
     moat_mqtt_output(&s->c, &pending);
-    w = cli_link_want_write(&s->link, pending > 0);
+    w = moat_link_want_write(&s->link.net, pending > 0);
     r = engine_can_read(s) || !w;
-    p->fd = cli_link_fd(&s->link);
+    p->fd = moat_link_fd(&s->link.net);
     p->events = (short)((r ? POLLIN : 0) | (w ? POLLOUT : 0));
 }
 
