@@ -135,9 +135,10 @@ void ag_link_local_ip(const ag_link *l, char *out, size_t cap)
 {
     struct sockaddr_storage ss;
     socklen_t len = sizeof ss;
+    int fd = moat_link_fd(&l->net);
 
     out[0] = '\0';
-    if (l->net.tcp.fd < 0 || getsockname(l->net.tcp.fd, (struct sockaddr *)&ss, &len) != 0)
+    if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &len) != 0)
         return;
     if (ss.ss_family == AF_INET)
         inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, out, (socklen_t)cap);
@@ -160,12 +161,7 @@ void ag_link_close(ag_link *l)
  */
 void ag_link_shutdown(ag_link *l)
 {
-    if (l->net.tls_open)
-        moat_tls_close(&l->tls);
-    l->net.tls_open = false;
-    l->net.handshaking = false;
-    if (l->net.tcp.fd >= 0)
-        shutdown(l->net.tcp.fd, SHUT_WR);
+    moat_link_shutdown(&l->net);
     l->draining = true;
 }
 
@@ -173,10 +169,11 @@ bool ag_link_drained(ag_link *l)
 {
     uint8_t buf[512];
     ssize_t n;
+    int fd = moat_link_fd(&l->net);
 
-    if (l->net.tcp.fd < 0)
+    if (fd < 0)
         return true;
-    while ((n = recv(l->net.tcp.fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
+    while ((n = recv(fd, buf, sizeof buf, MSG_DONTWAIT)) > 0)
         ;
     return n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }

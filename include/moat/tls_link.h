@@ -67,6 +67,10 @@ moat_err moat_link_note(moat_link *l, moat_err err, const char *words);
 const char *moat_link_error(const moat_link *l, moat_err err);
 /* One try at close_notify, then close the socket. Safe to call twice. */
 void moat_link_close(moat_link *l);
+/* An orderly end: one try at close_notify, then no more writes
+ * (shutdown(SHUT_WR)); the socket stays open for reading until the peer
+ * closes, and moat_link_close closes it. */
+void moat_link_shutdown(moat_link *l);
 
 #ifdef __cplusplus
 }

@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 void moat_link_init(moat_link *l)
 {
@@ -154,11 +155,24 @@ const char *moat_link_error(const moat_link *l, moat_err err)
     return moat_strerror(err);
 }
 
-void moat_link_close(moat_link *l)
+/* One try at close_notify: the socket closes or half-closes right after. */
+static void end_tls(moat_link *l)
 {
     if (l->tls_open)
         moat_tls_close(l->tls);
     l->tls_open = false;
     l->handshaking = false;
+}
+
+void moat_link_close(moat_link *l)
+{
+    end_tls(l);
     moat_tcp_close(&l->tcp);
+}
+
+void moat_link_shutdown(moat_link *l)
+{
+    end_tls(l);
+    if (l->tcp.fd >= 0)
+        shutdown(l->tcp.fd, SHUT_WR);
 }
