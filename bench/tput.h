@@ -144,12 +144,17 @@ static inline void tput_stamp(uint8_t *buf)
     memcpy(buf + 8, &t, sizeof t);
 }
 
-/* --rate: message number `sent` is due (the sends spaced evenly from
- * start_ns). Without --rate every message is due. */
+/* --rate: when message number `sent` is due, the sends spaced evenly from
+ * start_ns. */
+static inline uint64_t tput_due_ns(const tput_opts *o, uint64_t start_ns, long sent)
+{
+    return start_ns + (uint64_t)sent * 1000000000u / (uint64_t)o->rate;
+}
+
+/* Without --rate every message is due at once. */
 static inline bool tput_is_due(const tput_opts *o, uint64_t start_ns, long sent)
 {
-    return o->rate == 0 ||
-           tput_now_ns() >= start_ns + (uint64_t)sent * 1000000000u / (uint64_t)o->rate;
+    return o->rate == 0 || tput_now_ns() >= tput_due_ns(o, start_ns, sent);
 }
 
 /* --rate: sleep until message number `sent` is due. The publishers sleep
@@ -161,7 +166,7 @@ static inline void tput_sleep_until_due(const tput_opts *o, uint64_t start_ns, l
     struct timespec ts;
     if (o->rate == 0)
         return;
-    due = start_ns + (uint64_t)sent * 1000000000u / (uint64_t)o->rate;
+    due = tput_due_ns(o, start_ns, sent);
     ts.tv_sec = (time_t)(due / 1000000000u);
     ts.tv_nsec = (long)(due % 1000000000u);
     while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) != 0)
