@@ -1001,6 +1001,23 @@ section_update() {
 }
 
 # -------------------------------------------------------------- download --
+# A moat-server that cuts every download after 300000 bytes, and the agent
+# told (config + SIGHUP) to download from it; returns once it is back
+# online. write_config's settings (RETRYTIMEOUT) pass through. Fails only
+# when the server does not start.
+cutting_server() {
+    local n
+    stop_server
+    start_server --cut-after 300000 || { bad "moat-server --cut-after starts"; return 1; }
+    write_config "$T/config.json" "\"downloadserver\": \"localhost\", \"downloadport\": $SPORT,
+  \"downloadpath\": \"/fw/\""
+    n=$(count "$T/all.out" "moat/$DEV/state online")
+    kill -HUP "$(agent_pid)"
+    # as everywhere here, the checks that follow tell whether it came back
+    wait_for "$T/all.out" "moat/$DEV/state online" 10 $((n + 1))
+    return 0
+}
+
 # config.json from the update server; a download cut in the middle goes on
 # with Range; firmware stage, then flash.
 section_download() {
@@ -1028,13 +1045,7 @@ section_download() {
         wait_for "$T/all.out" "moat/$DEV/state online" 10 $((n + 1))
 
     echo "# a download cut in the middle goes on where it stopped (Range)"
-    stop_server
-    start_server --cut-after 300000 || { bad "moat-server --cut-after starts"; return; }
-    write_config "$T/config.json" "\"downloadserver\": \"localhost\", \"downloadport\": $SPORT,
-  \"downloadpath\": \"/fw/\""
-    n=$(count "$T/all.out" "moat/$DEV/state online")
-    kill -HUP "$(agent_pid)"
-    wait_for "$T/all.out" "moat/$DEV/state online" 10 $((n + 1))
+    cutting_server || return
     sign "$T/v2.img" 2.0.0 2
     sz=$(stat -c %s "$T/v2.img")
     publish "$T/v2.img"
@@ -1069,15 +1080,9 @@ section_download() {
         has <(echo "$RES") '"ok":false,"error":"no verified image waits for its trial start'
 
     echo "# a restart (kill -9) in the middle of a download: the next firmware command resumes it"
-    stop_server
-    start_server --cut-after 300000 || { bad "moat-server --cut-after starts"; return; }
     # retrytimeout 5 s: the agent waits that long before it connects again,
     # and is killed meanwhile
-    RETRYTIMEOUT=5000 write_config "$T/config.json" "\"downloadserver\": \"localhost\",
-  \"downloadport\": $SPORT, \"downloadpath\": \"/fw/\""
-    n=$(count "$T/all.out" "moat/$DEV/state online")
-    kill -HUP "$(agent_pid)"
-    wait_for "$T/all.out" "moat/$DEV/state online" 10 $((n + 1))
+    RETRYTIMEOUT=5000 cutting_server || return
     sign "$T/v3.img" 3.0.0 3
     sz=$(stat -c %s "$T/v3.img")
     publish "$T/v3.img"
